@@ -1,0 +1,25 @@
+"""Media pipeline: validate uploads, normalise loudness, encode Opus, store by content hash.
+
+ffmpeg runs only as an asyncio child process; nothing here blocks the event loop or touches the
+database (the station records the returned IngestResult).
+"""
+
+from ._errors import MediaError, MediaRejected, RejectReason
+from ._ffmpeg import ffmpeg_executable
+from ._models import IngestResult, MediaSettings
+from ._store import MediaStore
+from ._synth import synthesize_programme
+from ._worker import MediaWorker, ProgressCallback
+
+__all__ = [
+    "IngestResult",
+    "MediaError",
+    "MediaRejected",
+    "MediaSettings",
+    "MediaStore",
+    "MediaWorker",
+    "ProgressCallback",
+    "RejectReason",
+    "ffmpeg_executable",
+    "synthesize_programme",
+]

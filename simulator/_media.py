@@ -1,0 +1,131 @@
+"""Media download with sha256/size checks, and a per-cluster cache that remembers sizes only.
+
+A simulated cluster does not keep audio: thousands of them share one process, so the cache maps
+sha256 -> size (what a real receiver would have on flash) and downloaded bytes are hashed and
+dropped as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from devices.protocol import MediaRef, NackCode
+
+_CHUNK = 64 * 1024
+
+
+class DownloadError(Exception):
+    """A media item could not be fetched or failed its check; ``code`` goes into the event."""
+
+    def __init__(self, code: NackCode, detail: str, fetched: int = 0) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code: NackCode = code
+        self.detail = detail
+        self.fetched = fetched
+
+
+def make_http_session() -> aiohttp.ClientSession:
+    """One session for the whole fleet; no connection cap (aiohttp's default is 100)."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+
+
+async def fetch(http: aiohttp.ClientSession, ref: MediaRef) -> int:
+    """Download ``ref`` and check size and sha256; return the bytes received."""
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        async with http.get(ref.url) as response:
+            if response.status != 200:
+                raise DownloadError("download_failed", f"HTTP {response.status} for {ref.media_id}")
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                received += len(chunk)
+                if received > ref.size:
+                    raise DownloadError(
+                        "checksum_mismatch", f"{ref.media_id}: more than {ref.size} bytes", received
+                    )
+                digest.update(chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DownloadError("download_failed", f"{ref.media_id}: {exc!r}"[:200], received) from None
+    if received != ref.size:
+        raise DownloadError(
+            "checksum_mismatch", f"{ref.media_id}: {received} bytes, expected {ref.size}", received
+        )
+    if digest.hexdigest() != ref.sha256:
+        raise DownloadError("checksum_mismatch", f"{ref.media_id}: sha256 differs", received)
+    return received
+
+
+@dataclass
+class MediaCache:
+    """What one cluster holds, by sha256; concurrent requests for one item share one download."""
+
+    sizes: dict[str, int] = field(default_factory=dict)
+    downloads: int = 0
+    bytes_downloaded: int = 0
+    _inflight: dict[str, asyncio.Task[int]] = field(default_factory=dict)
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256 in self.sizes
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    async def ensure(self, http: aiohttp.ClientSession, ref: MediaRef) -> int:
+        """Make sure ``ref`` is held; return the bytes this call fetched over HTTP (0 if cached).
+
+        Raises ``DownloadError``. Bytes of a failed download are counted too: they crossed the
+        network.
+        """
+        if ref.sha256 in self.sizes:
+            return 0
+        task = self._inflight.get(ref.sha256)
+        if task is not None and not task.done():  # another session is fetching it already
+            try:
+                await asyncio.shield(task)
+            except DownloadError as exc:
+                raise DownloadError(exc.code, exc.detail) from None
+            return 0
+        task = asyncio.get_running_loop().create_task(self._download(http, ref))
+        task.add_done_callback(functools.partial(self._forget, ref.sha256))
+        self._inflight[ref.sha256] = task
+        return await asyncio.shield(task)
+
+    async def _download(self, http: aiohttp.ClientSession, ref: MediaRef) -> int:
+        self.downloads += 1
+        try:
+            received = await fetch(http, ref)
+        except DownloadError as exc:
+            self.bytes_downloaded += exc.fetched
+            raise
+        self.bytes_downloaded += received
+        self.sizes[ref.sha256] = received
+        return received
+
+    def _forget(self, sha256: str, task: asyncio.Task[int]) -> None:
+        if self._inflight.get(sha256) is task:
+            del self._inflight[sha256]
+        if not task.cancelled():
+            task.exception()  # its waiters got it; do not log it again as never retrieved
+
+    def cancel(self) -> None:
+        """Abandon downloads in progress (power loss)."""
+        for task in self._inflight.values():
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel downloads still running (fleet shutdown or power loss)."""
+        tasks = list(self._inflight.values())
+        self._inflight.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, DownloadError):
+                await task

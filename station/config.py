@@ -1,0 +1,445 @@
+"""Station configuration: a YAML file, then ``LOAXA_<SECTION>__<KEY>`` environment overrides.
+
+``load_config()`` is the only way configuration enters the program; it returns a frozen
+``Settings`` or raises ``ConfigError`` with a message naming the key and the problem.
+
+Rules:
+- Unknown keys are errors (a typo must not silently fall back to a default).
+- Relative paths written in the YAML file (``media.dir``, ``mqtt.ca_file``, ``media.ffmpeg`` when
+  it contains a ``/``, the file of a ``sqlite:///`` URL) are relative to the file's folder.
+  Relative paths from defaults or the environment are relative to the working directory.
+- Secrets (passwords inside URLs) never appear in ``repr()``/``str()`` or error messages; use
+  ``Settings.redacted()`` to log the effective configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ConfigError",
+    "DatabaseSection",
+    "DevicesSection",
+    "HttpSection",
+    "LoggingSection",
+    "MediaSection",
+    "MqttBroker",
+    "MqttSection",
+    "SchedulerSection",
+    "Settings",
+    "StationSection",
+    "async_driver_url",
+    "load_config",
+    "mask_url",
+    "sync_driver_url",
+]
+
+ENV_PREFIX = "LOAXA_"
+_ENV_SEP = "__"
+STATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MASK = "***"
+# scheme://user:PASSWORD@host (greedy up to the last "@" of the authority)
+_USERINFO_PASSWORD = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)[^/?#]*@")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``str(err)`` is ready to show to an operator."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"config error: {p}" for p in problems))
+
+
+# --------------------------------------------------------------------------- URL helpers
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``; other strings unchanged."""
+    return _USERINFO_PASSWORD.sub(rf"\g<head>{_MASK}@", url)
+
+
+def _db_backend(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ValueError("must look like sqlite:///path/to/file.db or postgresql://user@host/db")
+    backend = scheme.split("+", 1)[0].lower()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {scheme!r}: use sqlite:/// or postgresql://")
+    return backend
+
+
+def _with_driver(url: str, driver: str) -> str:
+    _, rest = url.split("://", 1)  # string surgery, not SQLAlchemy: keeps encoding and password
+    return f"{driver}://{rest}"
+
+
+def async_driver_url(url: str) -> str:
+    """A database URL for SQLAlchemy's asyncio engine (sqlite+aiosqlite, postgresql+psycopg)."""
+    backend = _db_backend(url)
+    return _with_driver(url, "sqlite+aiosqlite" if backend == "sqlite" else "postgresql+psycopg")
+
+
+def sync_driver_url(url: str) -> str:
+    """A database URL for a synchronous engine, e.g. Alembic (sqlite, postgresql+psycopg)."""
+    backend = _db_backend(url)
+    return _with_driver(url, "sqlite" if backend == "sqlite" else "postgresql+psycopg")
+
+
+def _sqlite_file(url: str) -> tuple[str, str, str] | None:
+    """Split ``sqlite[+drv]:///path?query`` into (prefix, path, query); None for memory/others."""
+    m = re.match(r"^(?P<prefix>sqlite(\+\w+)?:///)(?P<path>[^?]*)(?P<query>\?.*)?$", url)
+    if m is None or m["path"] in ("", ":memory:"):
+        return None
+    return m["prefix"], m["path"], m["query"] or ""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) else value
+
+
+class StationSection(_Section):
+    id: str = Field(default="xa-demo", pattern=STATION_ID_PATTERN)
+    name: str = Field(default="Đài truyền thanh xã", min_length=1, max_length=200)
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("unknown time zone (use an IANA name: Asia/Ho_Chi_Minh)") from None
+        return value
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite:///./var/loaxa.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        _db_backend(value)
+        return value
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return _db_backend(self.url)
+
+    def async_url(self) -> str:
+        return async_driver_url(self.url)
+
+    def sync_url(self) -> str:
+        return sync_driver_url(self.url)
+
+
+class MqttBroker(BaseModel):
+    """An external broker, parsed from ``mqtt.url``."""
+
+    model_config = ConfigDict(frozen=True)
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+
+
+class MqttSection(_Section):
+    url: str = "embedded"
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = Field(default=1883, ge=0, le=65535)
+    ca_file: Path | None = None
+    # "" -> "loaxa-station-<station.id>", filled in by Settings
+    client_id: str = Field(default="", max_length=128)
+    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    inbound_queue_size: int = Field(default=10000, ge=1)
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value == "embedded":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must be 'embedded', mqtt://[user:pass@]host[:port] or mqtts://...")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        if not parts.hostname:
+            raise ValueError("missing host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must not have a path, query or fragment")
+        return value
+
+    @field_validator("reconnect_max_s")
+    @classmethod
+    def _backoff_order(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("reconnect_min_s")
+        if low is not None and value < low:
+            raise ValueError(f"must be >= reconnect_min_s ({low})")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+    def broker(self) -> MqttBroker:
+        """Host, port, TLS and credentials of the external broker (ValueError when embedded)."""
+        if self.embedded:
+            raise ValueError("mqtt.url is 'embedded': there is no external broker")
+        parts = urlsplit(self.url)
+        tls = parts.scheme == "mqtts"
+        return MqttBroker(
+            host=parts.hostname or "",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username is not None else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+
+class HttpSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str | None = None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL such as http://10.0.0.2:8080")
+        return value.rstrip("/")
+
+
+class MediaSection(_Section):
+    dir: Path = Path("./var/media")
+    max_upload_mb: int = Field(default=200, ge=1)
+    max_duration_s: int = Field(default=10800, ge=1)
+    target_lufs: float = Field(default=-16.0, ge=-70.0, le=-5.0)
+    true_peak_db: float = Field(default=-1.5, ge=-9.0, le=0.0)
+    speech_filter: bool = False
+    workers: int = Field(default=2, ge=1, le=64)
+    ffmpeg: str = Field(default="auto", min_length=1)
+
+
+class SchedulerSection(_Section):
+    dispatch_lead_s: float = Field(default=5.0, ge=0)
+    play_expiry_s: float = Field(default=60.0, gt=0)
+    misfire_grace_s: float = Field(default=300.0, ge=0)
+
+
+class DevicesSection(_Section):
+    # Register an unknown cluster when it announces itself (retained status message); when
+    # false, clusters must be added by an operator first and unknown ones are ignored.
+    auto_register: bool = False
+
+
+class LoggingSection(_Section):
+    level: str = "INFO"
+    # ``json`` would shadow BaseModel.json(); the YAML/env key is still ``json``.
+    json_format: bool = Field(default=False, alias="json")
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+
+class Settings(_Section):
+    station: StationSection = Field(default_factory=StationSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    http: HttpSection = Field(default_factory=HttpSection)
+    media: MediaSection = Field(default_factory=MediaSection)
+    scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
+    devices: DevicesSection = Field(default_factory=DevicesSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+
+    @model_validator(mode="after")
+    def _default_client_id(self) -> Self:
+        if not self.mqtt.client_id:
+            mqtt = self.mqtt.model_copy(update={"client_id": f"loaxa-station-{self.station.id}"})
+            object.__setattr__(self, "mqtt", mqtt)  # frozen: still inside validation
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, with passwords masked (for logs)."""
+        data = self.model_dump(mode="json", by_alias=True)
+        for section in data.values():
+            for key, value in section.items():
+                if isinstance(value, str):
+                    section[key] = mask_url(value)
+        return data
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read ``path`` (YAML, optional), apply ``LOAXA_<SECTION>__<KEY>`` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(path)
+        _resolve_paths(data, path.absolute().parent)
+    sources = _apply_env(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err, sources) for err in exc.errors()]) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"cannot read {path}: not UTF-8 ({exc.reason})"]) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}:{where}: invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections"])
+    # A section whose keys are all commented out reads as null: it means "all defaults".
+    return {key: {} if value is None else value for key, value in loaded.items()}
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    def resolve(section: str, key: str, only_if_slash: bool = False) -> None:
+        sect = data.get(section)
+        if not isinstance(sect, dict):
+            return
+        value = sect.get(key)
+        if not isinstance(value, str) or not value or value == "auto":
+            return
+        if only_if_slash and "/" not in value and os.sep not in value:
+            return  # a bare command name, looked up on PATH
+        p = Path(value).expanduser()
+        sect[key] = str(p if p.is_absolute() else base / p)
+
+    resolve("media", "dir")
+    resolve("mqtt", "ca_file")
+    resolve("media", "ffmpeg", only_if_slash=True)
+    db = data.get("database")
+    if isinstance(db, dict) and isinstance(db.get("url"), str):
+        parts = _sqlite_file(db["url"])
+        if parts is not None:
+            prefix, file, query = parts
+            p = Path(file).expanduser()
+            if not p.is_absolute():
+                db["url"] = f"{prefix}{base / p}{query}"
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """Merge overrides into ``data``; return {(section, key): env var name}."""
+    sources: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or _ENV_SEP not in var:
+            continue  # e.g. LOAXA_TEST_DATABASE_URL belongs to someone else
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition(_ENV_SEP)
+        sect_field = Settings.model_fields.get(section)
+        if sect_field is None:
+            problems.append(f"unknown key {section} (from {var})")
+            continue
+        sect_model = typing.cast(type[BaseModel], sect_field.annotation)
+        field = _field_by_key(sect_model, key)
+        if field is None:
+            problems.append(f"unknown key {section}.{key} (from {var})")
+            continue
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            problems.append(f"{section}: must be a mapping (cannot apply {var})")
+            continue
+        target[key] = _env_value(environ[var], field.annotation)
+        sources[(section, key)] = var
+    if problems:
+        raise ConfigError(problems)
+    return sources
+
+
+def _field_by_key(model: type[BaseModel], key: str) -> Any:
+    for name, info in model.model_fields.items():
+        if (info.alias or name) == key:
+            return info
+    return None
+
+
+def _env_value(raw: str, annotation: Any) -> Any:
+    """Parse an environment value as a YAML scalar; text fields keep the raw text."""
+    args = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    optional = type(None) in args
+    if optional and raw.strip() in ("", "~", "null", "None"):
+        return None
+    if str in args or Path in args:
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return value if isinstance(value, (int, float, bool)) else raw
+
+
+def _describe(err: Any, sources: Mapping[tuple[str, str], str]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    where = ".".join(loc) or "(top level)"
+    var = sources.get((loc[0], loc[1])) if len(loc) >= 2 else None
+    origin = f" (from {var})" if var else ""
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where}{origin}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    got = err.get("input")
+    shown = ""
+    if err["type"] != "missing" and isinstance(got, (str, int, float, bool)):
+        shown = f" (got {(repr(mask_url(got)) if isinstance(got, str) else repr(got))})"
+    return f"{where}: {msg}{shown}{origin}"

@@ -1,0 +1,95 @@
+"""Async engine and sessions; Alembic upgrades.
+
+URLs are the plain ones from the configuration (``sqlite:///...``, ``postgresql://...``); the
+drivers (aiosqlite / psycopg) are chosen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from station.config import async_driver_url, sync_driver_url
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "create_engine_for",
+    "session_factory",
+    "upgrade",
+    "upgrade_async",
+]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    """Create the folder of a file-backed SQLite database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
+    """An AsyncEngine for ``url``; on SQLite: WAL, foreign keys on, 5 s busy timeout.
+
+    ``kwargs`` go to ``create_async_engine`` (e.g. ``echo=True``, pool settings).
+    """
+    async_url = async_driver_url(url)
+    _prepare_sqlite_file(async_url)
+    engine = create_async_engine(async_url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit (``expire_on_commit=False``)."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic ``Config`` for the packaged migrations, without any ini file."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    # Passed as an attribute, not a main option: ConfigParser would choke on "%" in passwords.
+    config.attributes["url"] = sync_driver_url(url)
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` to ``revision``. Blocking: run it in a thread."""
+    sync_url = sync_driver_url(url)
+    _prepare_sqlite_file(sync_url)
+    log.info("migrating database to %s", revision)
+    command.upgrade(alembic_config(url), revision)
+
+
+async def upgrade_async(url: str, revision: str = "head") -> None:
+    await asyncio.to_thread(upgrade, url, revision)
