@@ -30,7 +30,9 @@ class EmbeddedBroker:
 
     async def start(self) -> None:
         config: dict[str, Any] = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._requested_port}"}},
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"{self.host}:{self._requested_port}"}
+            },
             # Only the auth plugin: amqtt's packet/event loggers cost CPU on every message.
             "plugins": {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},

@@ -78,7 +78,10 @@ class ClusterGateway:
     async def send(self, cluster_id: str, command: Command, timeout: float | None = None) -> None:
         """Publish a command (QoS 1, never retained) and wait for the broker's PUBACK."""
         await self.link.publish(
-            self.topics.cluster(cluster_id, "cmd"), encode(command), qos=1, retain=False,
+            self.topics.cluster(cluster_id, "cmd"),
+            encode(command),
+            qos=1,
+            retain=False,
             timeout=timeout,
         )
         self.commands_sent += 1
@@ -158,4 +161,7 @@ async def gather_sends(
     results = await asyncio.gather(
         *(gateway.send(cid, commands[cid], timeout) for cid in cluster_ids), return_exceptions=True
     )
-    return {cid: (r if isinstance(r, BaseException) else None) for cid, r in zip(cluster_ids, results, strict=True)}
+    return {
+        cid: (r if isinstance(r, BaseException) else None)
+        for cid, r in zip(cluster_ids, results, strict=True)
+    }

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class MqttLink:
         self._pending_publish: dict[int, asyncio.Future[None]] = {}
         self._pending_subscribe: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
-        self._connect_result: asyncio.Future[paho.ReasonCode] | None = None
+        self._connect_result: asyncio.Future[ReasonCode] | None = None
         self._disconnected: asyncio.Future[None] | None = None
         self._misc_task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -138,7 +139,12 @@ class MqttLink:
             raise MqttError(f"not connected to {self.address} after {timeout}s") from None
 
     async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
         timeout: float | None = None,
     ) -> None:
         """Publish and wait until the broker took it (PUBACK for QoS 1, written for QoS 0)."""
@@ -193,7 +199,9 @@ class MqttLink:
 
     def _make_client(self, client_id: str, will: LastWill | None) -> paho.Client:
         client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311,
             clean_session=True,
         )
         if self.address.username:
@@ -252,7 +260,9 @@ class MqttLink:
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout or self.timeout_s)
         except TimeoutError:
-            raise MqttError(f"{what}: no acknowledgement within {timeout or self.timeout_s}s") from None
+            raise MqttError(
+                f"{what}: no acknowledgement within {timeout or self.timeout_s}s"
+            ) from None
         finally:
             pending.pop(mid, None)
 
@@ -271,11 +281,11 @@ class MqttLink:
 
     # -- paho callbacks (all on the loop thread, except the socket ones during connect) -----
 
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: paho.ReasonCode, _p: Any) -> None:
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         if self._connect_result is not None and not self._connect_result.done():
             self._connect_result.set_result(reason)
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: paho.ReasonCode, _p: Any) -> None:
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         self._connected.clear()
         if self._connect_result is not None and not self._connect_result.done():
             self._connect_result.set_exception(MqttError(f"disconnected during connect: {reason}"))

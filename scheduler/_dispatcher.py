@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -99,8 +99,12 @@ class Dispatcher:
         self.scheduler.start()
         await self.reconcile()
         self.scheduler.add_job(
-            self.reconcile, "interval", seconds=self.reconcile_every_s, id="reconcile",
-            coalesce=True, max_instances=1,
+            self.reconcile,
+            "interval",
+            seconds=self.reconcile_every_s,
+            id="reconcile",
+            coalesce=True,
+            max_instances=1,
         )
 
     async def stop(self) -> None:
@@ -111,13 +115,20 @@ class Dispatcher:
 
     async def reconcile(self) -> None:
         """Bring APScheduler's jobs in line with the database."""
-        specs = [s for s in await self.repository.pending_schedules() if s.id not in self._in_flight]
+        specs = [
+            s for s in await self.repository.pending_schedules() if s.id not in self._in_flight
+        ]
         result = plan(specs, self.clock(), lead=self.lead, misfire_grace=self.misfire_grace)
         for firing in result.later:
             self.scheduler.add_job(
-                self._fire, "date", run_date=firing.fire_at, args=[firing],
-                id=f"schedule-{firing.schedule_id}", replace_existing=True,
-                misfire_grace_time=int(self.misfire_grace.total_seconds()), coalesce=True,
+                self._fire,
+                "date",
+                run_date=firing.fire_at,
+                args=[firing],
+                id=f"schedule-{firing.schedule_id}",
+                replace_existing=True,
+                misfire_grace_time=int(self.misfire_grace.total_seconds()),
+                coalesce=True,
             )
         for firing in result.now:
             if firing.late:
@@ -127,8 +138,8 @@ class Dispatcher:
             log.warning("schedule %d missed: station was down past its grace", schedule_id)
             await self.repository.mark_missed(schedule_id, "station_down")
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -157,7 +168,9 @@ class Dispatcher:
         self.dispatched += 1
         log.info(
             "session %s: play sent to %d clusters (%d failed), start %s",
-            session.session_id, len(commands) - len(failures), len(failures),
+            session.session_id,
+            len(commands) - len(failures),
+            len(failures),
             session.start_at.isoformat(),
         )
         return session
@@ -179,6 +192,10 @@ class Dispatcher:
 
     def _media_ref(self, cluster_id: str, item: ItemRef) -> MediaRef:
         return MediaRef(
-            media_id=str(item.media_id), url=self.url_for(cluster_id, item), sha256=item.sha256,
-            size=item.size, duration_ms=item.duration_ms, codec=item.codec,  # type: ignore[arg-type]
+            media_id=str(item.media_id),
+            url=self.url_for(cluster_id, item),
+            sha256=item.sha256,
+            size=item.size,
+            duration_ms=item.duration_ms,
+            codec=item.codec,  # type: ignore[arg-type]
         )

@@ -70,8 +70,13 @@ async def list_clusters(request: web.Request) -> web.Response:
     async with request.app[keys.SESSIONS]() as db:
         clusters = (await db.exec(select(Cluster).order_by(Cluster.id))).all()
     return web.json_response(
-        [c.model_dump(mode="json", include={"id", "name", "kind", "status", "online",
-                                            "last_seen_at", "firmware"}) for c in clusters]
+        [
+            c.model_dump(
+                mode="json",
+                include={"id", "name", "kind", "status", "online", "last_seen_at", "firmware"},
+            )
+            for c in clusters
+        ]
     )
 
 
@@ -90,14 +95,16 @@ async def stats(request: web.Request) -> web.Response:
     link = request.app[keys.LINK]
     async with request.app[keys.SESSIONS]() as db:
         online = (await db.exec(select(func.count()).where(col(Cluster.online)))).one()
-    return web.json_response({
-        "clusters_online": online,
-        "commands_sent": gateway.commands_sent,
-        "messages_received": dict(gateway.received),
-        "messages_dropped": dict(gateway.dropped + link.dropped),
-        "mqtt_reconnects": link.reconnects,
-        "sessions_dispatched": request.app[keys.DISPATCHER].dispatched,
-    })
+    return web.json_response(
+        {
+            "clusters_online": online,
+            "commands_sent": gateway.commands_sent,
+            "messages_received": dict(gateway.received),
+            "messages_dropped": dict(gateway.dropped + link.dropped),
+            "mqtt_reconnects": link.reconnects,
+            "sessions_dispatched": request.app[keys.DISPATCHER].dispatched,
+        }
+    )
 
 
 def setup_routes(app: web.Application) -> None:

@@ -72,7 +72,10 @@ class PlayoutStore:
     """Implements ``scheduler.ScheduleRepository`` and ``devices.DeviceHandler``."""
 
     def __init__(
-        self, sessions: Sessions, *, auto_register: bool = False,
+        self,
+        sessions: Sessions,
+        *,
+        auto_register: bool = False,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.sessions = sessions
@@ -108,14 +111,19 @@ class PlayoutStore:
             if not cluster_ids or not items:
                 return None
             session = PlaySession(
-                id=session_id_for(schedule_id, start_at), schedule_id=schedule_id,
-                programme_id=schedule.programme_id, start_at=start_at, expires_at=expires_at,
+                id=session_id_for(schedule_id, start_at),
+                schedule_id=schedule_id,
+                programme_id=schedule.programme_id,
+                start_at=start_at,
+                expires_at=expires_at,
             )
             db.add(session)
             await db.flush()  # the session row must exist before records reference it
             db.add_all(
                 PlayRecord(
-                    session_id=session.id, cluster_id=cid, status=PlayRecordStatus.SENT,
+                    session_id=session.id,
+                    cluster_id=cid,
+                    status=PlayRecordStatus.SENT,
                     scheduled_start=start_at,
                 )
                 for cid in cluster_ids
@@ -225,7 +233,9 @@ class PlayoutStore:
                 log.info("auto-registered cluster %s", cluster_id)
         return True
 
-    async def _record(self, db: AsyncSession, session_id: str, cluster_id: str) -> PlayRecord | None:
+    async def _record(
+        self, db: AsyncSession, session_id: str, cluster_id: str
+    ) -> PlayRecord | None:
         query = select(PlayRecord).where(
             PlayRecord.session_id == session_id, PlayRecord.cluster_id == cluster_id
         )

@@ -74,9 +74,14 @@ async def add_media(
         if same is not None:
             return same, False
         item = MediaItem(
-            sha256=result.sha256, source_sha256=result.source_sha256, title=title,
-            duration_ms=result.duration_ms, codec=result.codec, size_bytes=result.size_bytes,
-            loudness_in_lufs=result.loudness_in_lufs, loudness_out_lufs=result.loudness_out_lufs,
+            sha256=result.sha256,
+            source_sha256=result.source_sha256,
+            title=title,
+            duration_ms=result.duration_ms,
+            codec=result.codec,
+            size_bytes=result.size_bytes,
+            loudness_in_lufs=result.loudness_in_lufs,
+            loudness_out_lufs=result.loudness_out_lufs,
         )
         db.add(item)
         await db.commit()
@@ -88,7 +93,9 @@ async def create_programme(sessions: Sessions, title: str, media_ids: Sequence[i
     if not media_ids:
         raise StationError("a programme needs at least one media item")
     async with sessions() as db:
-        found = set((await db.exec(select(MediaItem.id).where(col(MediaItem.id).in_(media_ids)))).all())
+        found = set(
+            (await db.exec(select(MediaItem.id).where(col(MediaItem.id).in_(media_ids)))).all()
+        )
         missing = [m for m in media_ids if m not in found]
         if missing:
             raise StationError(f"unknown media item(s): {', '.join(map(str, missing))}")
@@ -106,7 +113,10 @@ async def create_programme(sessions: Sessions, title: str, media_ids: Sequence[i
 
 
 async def schedule_once(
-    sessions: Sessions, programme_id: int, start_at: datetime, targets: dict[str, Any],
+    sessions: Sessions,
+    programme_id: int,
+    start_at: datetime,
+    targets: dict[str, Any],
 ) -> Schedule:
     if start_at.tzinfo is None:
         raise StationError("start time must carry a time zone")
@@ -115,7 +125,9 @@ async def schedule_once(
             raise StationError(f"unknown programme {programme_id}")
         wanted = targets.get("clusters")
         if wanted:
-            found = set((await db.exec(select(Cluster.id).where(col(Cluster.id).in_(wanted)))).all())
+            found = set(
+                (await db.exec(select(Cluster.id).where(col(Cluster.id).in_(wanted)))).all()
+            )
             unknown = [c for c in wanted if c not in found]
             if unknown:
                 raise StationError(f"unknown cluster(s): {', '.join(unknown)}")
@@ -126,9 +138,7 @@ async def schedule_once(
         return schedule
 
 
-async def register_clusters(
-    sessions: Sessions, clusters: Iterable[tuple[str, str]]
-) -> list[str]:
+async def register_clusters(sessions: Sessions, clusters: Iterable[tuple[str, str]]) -> list[str]:
     """Register (id, name) pairs that are not yet known; returns the ids added."""
     added: list[str] = []
     async with sessions() as db:

@@ -122,7 +122,9 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
         return f"{runtime.public_base_url}/media/{quote(item.sha256)}.{item.codec}"
 
     dispatcher = Dispatcher(
-        app[keys.STORE], app[keys.GATEWAY], url_for,
+        app[keys.STORE],
+        app[keys.GATEWAY],
+        url_for,
         timezone=settings.station.timezone,
         lead_s=settings.scheduler.dispatch_lead_s,
         expiry_s=settings.scheduler.play_expiry_s,

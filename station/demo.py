@@ -49,17 +49,23 @@ class DemoResult:
 
 
 def demo_settings(
-    workdir: Path, *, mqtt_url: str = "embedded", database_url: str = "", station_id: str = "xa-demo"
+    workdir: Path,
+    *,
+    mqtt_url: str = "embedded",
+    database_url: str = "",
+    station_id: str = "xa-demo",
 ) -> Settings:
-    return Settings.model_validate({
-        "station": {"id": station_id, "name": "Đài truyền thanh xã (demo)"},
-        "database": {"url": database_url or f"sqlite:///{workdir / 'loaxa.db'}"},
-        "mqtt": {"url": mqtt_url, "embedded_port": 0},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "media": {"dir": str(workdir / "media")},
-        "scheduler": {"dispatch_lead_s": 3.0},
-        "logging": {"level": "WARNING"},
-    })
+    return Settings.model_validate(
+        {
+            "station": {"id": station_id, "name": "Đài truyền thanh xã (demo)"},
+            "database": {"url": database_url or f"sqlite:///{workdir / 'loaxa.db'}"},
+            "mqtt": {"url": mqtt_url, "embedded_port": 0},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "media": {"dir": str(workdir / "media")},
+            "scheduler": {"dispatch_lead_s": 3.0},
+            "logging": {"level": "WARNING"},
+        }
+    )
 
 
 async def run_demo(
@@ -79,8 +85,13 @@ async def run_demo(
 
 
 async def _demo(
-    station: RunningStation, settings: Settings, count: int, seconds: float, speed: float,
-    keep_running: bool, out: Print,
+    station: RunningStation,
+    settings: Settings,
+    count: int,
+    seconds: float,
+    speed: float,
+    keep_running: bool,
+    out: Print,
 ) -> DemoResult:
     app = station.app
     sessions = app[keys.SESSIONS]
@@ -89,25 +100,35 @@ async def _demo(
     app[keys.GATEWAY].remember(ids)
     out(f"station {settings.station.id} on {station.base_url}, MQTT {station.runtime.mqtt_url}")
 
-    async with SimulatedFleet(station.runtime.mqtt_url, settings.station.id, ids, speed=speed) as fleet:
+    async with SimulatedFleet(
+        station.runtime.mqtt_url, settings.station.id, ids, speed=speed
+    ) as fleet:
         await _wait_online(sessions, count, out)
         with tempfile.TemporaryDirectory(prefix="loaxa-demo-src-") as tmp:
             source = Path(tmp) / "ban-tin-thu.wav"
             await synthesize_programme(source, seconds)
             item, _ = await add_media(
-                sessions, app[keys.MEDIA_STORE], app[keys.MEDIA_WORKER], settings, source,
+                sessions,
+                app[keys.MEDIA_STORE],
+                app[keys.MEDIA_WORKER],
+                settings,
+                source,
                 "Bản tin thử nghiệm (demo)",
             )
-        out(f"media {item.sha256[:12]}… {item.duration_ms / 1000:.1f} s, {item.size_bytes} bytes "
-            f"opus, loudness {item.loudness_in_lufs} -> {item.loudness_out_lufs} LUFS")
+        out(
+            f"media {item.sha256[:12]}… {item.duration_ms / 1000:.1f} s, {item.size_bytes} bytes "
+            f"opus, loudness {item.loudness_in_lufs} -> {item.loudness_out_lufs} LUFS"
+        )
         assert item.id is not None
         programme = await create_programme(sessions, "Chương trình thử nghiệm", [item.id])
         assert programme.id is not None
         start_at = datetime.now(UTC) + timedelta(seconds=settings.scheduler.dispatch_lead_s + 2)
         await schedule_once(sessions, programme.id, start_at, {"all": True})
         await app[keys.DISPATCHER].reconcile()
-        out(f"scheduled for {start_at.astimezone(settings.station.tzinfo):%H:%M:%S} "
-            f"({settings.station.timezone}) on {count} clusters")
+        out(
+            f"scheduled for {start_at.astimezone(settings.station.tzinfo):%H:%M:%S} "
+            f"({settings.station.timezone}) on {count} clusters"
+        )
         deadline = start_at + timedelta(seconds=item.duration_ms / 1000 / speed + 20)
         records = await _follow(sessions, count, deadline, out)
         result = DemoResult(records, count)
@@ -156,19 +177,31 @@ def _summary(result: DemoResult, fleet: SimulatedFleet, out: Print) -> None:
     out(f"{'cluster':<8} {'status':<10} {'skew ms':>8} {'bytes':>8}")
     for record in sorted(result.records, key=lambda r: r.cluster_id):
         skew = "" if record.skew_ms is None else str(record.skew_ms)
-        out(f"{record.cluster_id:<8} {record.status:<10} {skew:>8} {record.bytes_downloaded or 0:>8}")
+        out(
+            f"{record.cluster_id:<8} {record.status:<10} {skew:>8} {record.bytes_downloaded or 0:>8}"
+        )
     skews = [r.skew_ms for r in result.records if r.skew_ms is not None]
     out("")
     out(f"clusters: {result.cluster_count}  played: {result.played}")
     if skews:
-        out(f"start skew ms: min {min(skews)}  median {statistics.median(skews):.0f}  "
-            f"max {max(skews)}")
+        out(
+            f"start skew ms: min {min(skews)}  median {statistics.median(skews):.0f}  "
+            f"max {max(skews)}"
+        )
     fetched = [r.bytes_downloaded or 0 for r in result.records]
     if fetched:
-        out(f"bytes fetched per cluster: min {min(fetched)}  max {max(fetched)}  "
-            f"total {sum(fetched)}")
-    out("RESULT: " + ("every cluster played the programme" if result.ok
-                      else f"only {result.played} of {result.cluster_count} played"))
+        out(
+            f"bytes fetched per cluster: min {min(fetched)}  max {max(fetched)}  "
+            f"total {sum(fetched)}"
+        )
+    out(
+        "RESULT: "
+        + (
+            "every cluster played the programme"
+            if result.ok
+            else f"only {result.played} of {result.cluster_count} played"
+        )
+    )
 
 
 def main(keep_running: bool = False, clusters: int = 20) -> int:

@@ -37,10 +37,18 @@ TARGET = MediaSettings().target_lufs
 def ff(*args: str) -> str:
     """Run ffmpeg synchronously (fixture building only); returns stderr."""
     done = subprocess.run(
-        [FFMPEG, "-hide_banner", "-nostdin", "-y", *args], capture_output=True, text=True, check=False
+        [FFMPEG, "-hide_banner", "-nostdin", "-y", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stderr
+
+
+def loudness_sync(path: Path) -> float:
+    err = ff("-nostats", "-i", str(path), "-af", "ebur128=framelog=verbose", "-f", "null", "-")
+    return parse_ebur128(err.splitlines()).i
 
 
 def encode(src: Path, dest: Path, *codec: str) -> Path:
@@ -73,6 +81,10 @@ def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+def any_dirs(root: Path) -> bool:
+    return any(p.is_dir() for p in root.iterdir())
+
+
 def has_encoder(name: str) -> bool:
     listing = subprocess.run(
         [FFMPEG, "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
@@ -99,7 +111,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         c["amr"] = encode(speech, d / "speech.amr", "-ar", "8000", "-c:a", "libopencore_amrnb")
     stereo = "[0:a][0:a]join=inputs=2:channel_layout=stereo"
     c["stereo"] = encode(speech, d / "stereo.wav", "-filter_complex", stereo)
-    c["quiet"] = encode(speech, d / "quiet.wav", "-af", "volume=-16dB")  # about -35 LUFS
+    to_quiet = -35.0 - loudness_sync(speech)
+    c["quiet"] = encode(speech, d / "quiet.wav", "-af", f"volume={to_quiet:.2f}dB")
     c["clipped"] = encode(speech, d / "clipped.wav", "-af", "volume=24dB")  # flat-topped
     bangs = "aevalsrc='if(lt(mod(t,1.5),0.003),0.97,0)':s=22050:d=6[b]"
     c["quiet_bangs"] = encode(
@@ -186,8 +199,10 @@ async def test_quiet_and_loud_inputs_land_on_target(
 ) -> None:
     result = await worker.ingest(clips[kind], store, MediaSettings())
     await assert_rendition(result, store)
-    if kind.startswith("quiet"):
-        assert result.loudness_in_lufs < -25  # the bangs add a few LU
+    if kind == "quiet":
+        assert result.loudness_in_lufs == pytest.approx(-35.0, abs=0.5)
+    if kind == "clipped":
+        assert result.loudness_in_lufs > -10
 
 
 async def test_speech_filter_and_other_target(
@@ -228,7 +243,7 @@ async def test_rejections(
     assert info.value.reason == reason
     assert re.search(message, str(info.value)), str(info.value)
     assert files_under(store.root) == []
-    assert list(scratch.iterdir()) == []
+    assert files_under(scratch) == [] and not any_dirs(scratch)
 
 
 async def test_limits(clips: dict[str, Path], worker: MediaWorker, store: MediaStore) -> None:
@@ -333,7 +348,7 @@ async def test_cancel_kills_ffmpeg_and_leaves_nothing(
         await task
     assert children and all(proc.returncode is not None for proc in children)
     assert files_under(store.root) == []
-    assert list(scratch.iterdir()) == []
+    assert files_under(scratch) == [] and not any_dirs(scratch)
 
 
 async def test_worker_bounds_concurrency(

@@ -10,7 +10,9 @@ def main() -> None:
     folder = Path(__file__).with_name("schemas")
     folder.mkdir(exist_ok=True)
     for name, schema in json_schemas().items():
-        (folder / f"{name}.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+        (folder / f"{name}.json").write_text(
+            json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        )
         print(f"wrote schemas/{name}.json")
 
 

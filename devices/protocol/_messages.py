@@ -20,6 +20,10 @@ Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 CommandId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+Codec = Literal["opus", "mp3"]
+_ALL_CODECS: tuple[Codec, ...] = ("opus", "mp3")
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     v: Literal[1] = 1
@@ -29,7 +33,7 @@ class Capabilities(BaseModel):
     """What a receiver can do; sent in its birth message."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
-    codecs: list[Literal["opus", "mp3"]] = Field(default_factory=lambda: ["opus", "mp3"])
+    codecs: list[Codec] = Field(default_factory=lambda: list(_ALL_CODECS))
     cache_bytes: int | None = Field(default=None, ge=0)
 
 
@@ -67,7 +71,7 @@ class MediaRef(BaseModel):
     sha256: Sha256Hex
     size: int = Field(ge=0)
     duration_ms: int = Field(ge=0)
-    codec: Literal["opus", "mp3"] = "opus"
+    codec: Codec = "opus"
 
 
 class _Command(_Message):
@@ -97,8 +101,14 @@ class StopCommand(_Command):
 Command = Annotated[PlayCommand | StopCommand, Field(discriminator="type")]
 
 NackCode = Literal[
-    "expired", "bad_request", "unsupported", "busy", "download_failed", "checksum_mismatch",
-    "cache_full", "internal",
+    "expired",
+    "bad_request",
+    "unsupported",
+    "busy",
+    "download_failed",
+    "checksum_mismatch",
+    "cache_full",
+    "internal",
 ]
 
 
@@ -114,7 +124,10 @@ class Ack(_Message):
 
 
 EventType = Literal[
-    "playback_started", "playback_finished", "playback_interrupted", "download_failed",
+    "playback_started",
+    "playback_finished",
+    "playback_interrupted",
+    "download_failed",
 ]
 
 

@@ -60,4 +60,4 @@ class Topics:
         cluster_id, channel = parts[4], parts[5]
         if not is_valid_id(cluster_id) or channel not in CLUSTER_CHANNELS:
             return None
-        return cluster_id, channel  # type: ignore[return-value]
+        return cluster_id, channel

@@ -83,7 +83,7 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     """Migrate the database at ``url`` to ``revision``. Blocking: run it in a thread."""
     sync_url = sync_driver_url(url)
     _prepare_sqlite_file(sync_url)
@@ -91,5 +91,5 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(upgrade, url, revision)

@@ -140,9 +140,10 @@ class _ProgressLog:
         # out_time_ms is microseconds too (an old ffmpeg naming bug); out_time_us is the clear one.
         if key == "out_time_us" and value.lstrip("-").isdigit():
             self.out_time_s = max(int(value), 0) / 1_000_000
-        elif key == "progress" and value == "continue":
-            if self.on_time is not None and self.out_time_s is not None:
-                self.on_time(self.out_time_s)
+            return
+        periodic = key == "progress" and value == "continue"
+        if periodic and self.on_time is not None and self.out_time_s is not None:
+            self.on_time(self.out_time_s)
 
 
 async def _pump(stream: asyncio.StreamReader | None, sink: Callable[[str], None]) -> None:

@@ -66,9 +66,7 @@ async def decode_check(
     def watch(seconds: float) -> None:
         # Stop early rather than decode a day of audio only to refuse it.
         if seconds > limit:
-            raise MediaRejected(
-                "too_long", f"too long: over {long_clock(limit)} limit (stopped decoding there)"
-            )
+            raise MediaRejected("too_long", f"too long: over {long_clock(limit)} limit")
         if on_time is not None:
             on_time(seconds)
 
@@ -81,6 +79,9 @@ def classify(run: FfmpegRun, limit_s: float) -> float:
     """Turn a finished validation run into a duration or a MediaRejected."""
     report = parse_log(run.lines)
     decoded = run.out_time_s or 0.0
+    if not report.opened and report.open_error is None:
+        # A bad upload always makes ffmpeg say why; silence means ffmpeg itself is wrong.
+        raise MediaError(f"ffmpeg gave no usable output (exit {run.returncode}): {run.lines[-3:]}")
     if not report.opened:
         detail = f" ({_short(report.open_error)})" if report.open_error else ""
         raise MediaRejected("not_audio", f"not audio: unrecognised file format{detail}")
@@ -108,7 +109,7 @@ def _check_truncated(report: DecodeReport, decoded: float) -> None:
         raise MediaRejected(
             "corrupt",
             f"corrupt at {clock(decoded)}: file ends early "
-            f"(header says {long_clock(declared)}, truncated upload?)",
+            f"(header says {clock(declared)}; truncated upload?)",
         )
 
 
