@@ -6,7 +6,6 @@ import asyncio
 import random
 import re
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from station.media import (
 )
 from station.media import _worker as worker_module
 from station.media._errors import clock
+from station.media._ffmpeg import _ProgressLog
 from station.media._loudness import parse_ebur128, parse_loudnorm
 
 FFMPEG = ffmpeg_executable()
@@ -136,6 +136,7 @@ def broken(clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
         "garbled": d / "garbled.mp3",
         "empty": d / "empty.mp3",
         "playlist": d / "playlist.mp3",
+        "unknown_codec": d / "unknown.wav",
     }
     out["text"].write_text("Thông báo: họp thôn lúc 8 giờ sáng.\n" * 50, encoding="utf-8")
     out["truncated"].write_bytes(mp3[: len(mp3) // 2])
@@ -143,6 +144,10 @@ def broken(clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
     third = len(mp3) // 3
     out["garbled"].write_bytes(mp3[:third] + noise + mp3[third + len(noise) :])
     out["empty"].write_bytes(b"")
+    wav = bytearray(clips["wav"].read_bytes())
+    assert wav[12:16] == b"fmt "
+    wav[20:22] = b"\x99\x99"  # WAVE format tag no decoder knows
+    out["unknown_codec"].write_bytes(bytes(wav))
     # Without the demuxer whitelist ffmpeg would follow this to another local file.
     out["playlist"].write_text(f"ffconcat version 1.0\nfile '{clips['wav']}'\n")
     return out
@@ -220,6 +225,7 @@ REJECTIONS: list[tuple[str, str, str]] = [
     ("text", "not_audio", r"^not audio: unrecognised file format"),
     ("playlist", "not_audio", r"^not audio: unrecognised file format"),
     ("no_audio", "not_audio", r"^not audio: no audio stream found$"),
+    ("unknown_codec", "not_audio", r"^not audio: unsupported audio codec$"),
     ("truncated", "corrupt", r"^corrupt at 00:0[1-3]: file ends early"),
     ("garbled", "corrupt", r"^corrupt at 00:0[1-3]$"),
     ("empty", "empty", r"^empty"),
@@ -272,12 +278,14 @@ async def test_dedup_same_input_same_sha(
     )
     assert first.sha256 == second.sha256
     assert first.source_sha256 == second.source_sha256
-    assert files_under(store.root) == [first.path]
+    assert first.renditions == second.renditions
+    assert sorted(files_under(store.root)) == sorted(r.path for r in first.renditions)
     assert store.exists(first.sha256)
     with store.open(first.sha256) as handle:
         assert handle.read(4) == b"OggS"
-    assert store.delete(first.sha256) == 1
-    assert not store.exists(first.sha256)
+    for rendition in first.renditions:
+        assert store.delete(rendition.sha256) == 1
+        assert not store.exists(rendition.sha256, rendition.codec)
     assert files_under(store.root) == []
 
 
@@ -387,6 +395,28 @@ def test_ffmpeg_executable(tmp_path: Path) -> None:
         ffmpeg_executable("no-such-ffmpeg-on-path")
 
 
+async def test_broken_ffmpeg_is_our_error_not_the_uploads(
+    clips: dict[str, Path], store: MediaStore, tmp_path: Path
+) -> None:
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    with pytest.raises(MediaError):
+        await MediaWorker(str(fake)).ingest(clips["wav"], store, MediaSettings())
+    assert files_under(store.root) == []
+
+
+def test_progress_parser_reports_periodic_blocks_only() -> None:
+    seen: list[float] = []
+    log = _ProgressLog(seen.append)
+    for line in ["out_time_us=N/A", "progress=continue", "out_time_us=1500000",
+                 "out_time_ms=1500000", "progress=continue", "out_time_us=3000000",
+                 "progress=end"]:  # fmt: skip
+        log.feed(line)
+    assert seen == [1.5]
+    assert log.out_time_s == 3.0
+
+
 @pytest.mark.parametrize(
     ("seconds", "text"), [(0, "00:00"), (83.9, "01:23"), (3599, "59:59"), (3723, "01:02:03")]
 )
@@ -414,10 +444,10 @@ def test_settings_validate() -> None:
 
 
 async def test_synthesize_is_deterministic(tmp_path: Path) -> None:
-    make: Callable[[str, int], Any] = lambda name, seed: synthesize_programme(  # noqa: E731
-        tmp_path / name, 2.0, seed=seed
-    )
-    await asyncio.gather(make("a.wav", 1), make("b.wav", 1), make("c.wav", 2))
+    await asyncio.gather(
+        *(synthesize_programme(tmp_path / f"{name}.wav", 2.0, seed=seed)
+          for name, seed in (("a", 1), ("b", 1), ("c", 2)))
+    )  # fmt: skip
     a, b, c = ((tmp_path / n).read_bytes() for n in ("a.wav", "b.wav", "c.wav"))
     assert a == b != c
     integrated, _ = await ebur128(tmp_path / "a.wav")

@@ -41,7 +41,8 @@ _DEMUXERS = ",".join(
 )  # fmt: skip
 
 _LINE_LIMIT = 1 << 20  # ffmpeg can print long lines (metadata); the default 64 KiB is too tight
-_KEEP_LINES = 200
+_HEAD_LINES = 1000  # the input dump (duration, streams) can carry long tags
+_TAIL_LINES = 200  # summaries (loudnorm JSON, ebur128) and the error that stopped ffmpeg
 
 
 def ffmpeg_executable(configured: str = "auto") -> str:
@@ -111,11 +112,11 @@ class _StderrLog:
 
     def __init__(self) -> None:
         self.head: list[str] = []
-        self.tail: deque[str] = deque(maxlen=_KEEP_LINES)
+        self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self.dropped = 0
 
     def feed(self, line: str) -> None:
-        if len(self.head) < _KEEP_LINES:
+        if len(self.head) < _HEAD_LINES:
             self.head.append(line)
             return
         if len(self.tail) == self.tail.maxlen:

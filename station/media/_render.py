@@ -1,20 +1,22 @@
-"""The loudness passes and the Opus encode, each one ffmpeg child process.
+"""The loudness passes and the encode of every delivery rendition, each one ffmpeg child process.
 
-1. loudnorm measures the prepared (mono, 48 kHz, optionally speech-filtered) source.
+1. ebur128 measures the prepared (mono, 48 kHz, optionally speech-filtered) source: integrated
+   loudness and true peak. (loudnorm's first pass measures the same numbers about 5x slower,
+   because it resamples to 192 kHz.)
 2. If a plain gain to the target would break the true-peak limit, gain + limiter is searched
-   (ebur128 passes, ~4x cheaper than loudnorm's 192 kHz analysis) until the limited signal sits
-   at the target with its peaks under the ceiling.
-3. loudnorm in linear mode applies the last measurement (a constant gain, usually a tiny nudge
-   after step 2) and the result is encoded to Opus.
-4. ebur128 measures the rendition itself: that is the loudness we report.
+   (more ebur128 passes) until the limited signal sits at the target with its peaks under the
+   ceiling.
+3. One ffmpeg process applies the constant gain (after the limiter, if any) and writes every
+   rendition (Opus, MP3) from the same normalised audio, each encoder on its own thread.
+4. ebur128 measures the primary rendition itself: that is the loudness we report.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from . import _filters as fl
 from . import _loudness as ln
 from ._errors import MediaError, MediaRejected
 from ._ffmpeg import FfmpegRun, command, open_source, run_ffmpeg
-from ._models import MediaSettings
+from ._models import Codec, MediaSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,17 @@ _GAIN_SEARCH_PASSES = 4
 
 @dataclass(frozen=True)
 class Rendition:
-    path: Path
+    """The outcome of one render: the files by codec and the loudness around them."""
+
+    paths: dict[Codec, Path]
     loudness_in: float
     loudness_out: float
     true_peak_out: float | None
     duration_s: float
+
+    @property
+    def path(self) -> Path:
+        return next(iter(self.paths.values()))
 
 
 @dataclass(frozen=True)
@@ -48,34 +56,41 @@ class _Limiter:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What the encode pass applies: an optional gain+limiter, then loudnorm on ``measured``."""
+class Plan:
+    """What the encode pass applies: an optional gain+limiter, then a constant gain.
+
+    ``measured`` is the loudness of the chain up to (and including) the limiter.
+    """
 
     measured: ln.Measurement
     limiter: _Limiter | None = None
+
+    def final_gain_db(self, settings: MediaSettings) -> float:
+        return settings.target_lufs - self.measured.i
 
 
 async def render(
     exe: str,
     source: Path,
-    out: Path,
+    outputs: dict[Codec, Path],
     settings: MediaSettings,
     phase: Callable[[str], OnTime],
 ) -> Rendition:
-    """Measure, plan, encode to ``out`` and verify. ``phase(name)`` gives a progress callback."""
-    measured = await _loudnorm_pass(exe, source, settings, phase("measure"))
+    """Measure, plan, encode every output and verify the first. ``phase(name)`` gives progress."""
+    measured = await measure(exe, source, settings, phase("measure"))
     if measured.silent:
         raise MediaRejected("silent", "silent: no audible sound in the recording")
-    plan = await _plan(exe, source, settings, measured, phase("limit"))
-    await _encode(exe, source, out, settings, plan, phase("encode"))
-    result, duration = await _verify(exe, out, phase("verify"))
+    plan = await make_plan(exe, source, settings, measured, phase("limit"))
+    await run_encode(encode_argv(exe, source, outputs, settings, plan), phase("encode"))
+    primary = next(iter(outputs.values()))
+    result, duration = await _verify(exe, primary, phase("verify"))
     if abs(result.i - settings.target_lufs) > 1.0:
         log.warning(
             "rendition of %s measures %.1f LUFS, target %.1f",
             source.name, result.i, settings.target_lufs,
         )  # fmt: skip
     peak = result.tp if math.isfinite(result.tp) else None  # -inf: nothing to report
-    return Rendition(out, measured.i, result.i, peak, duration)
+    return Rendition(dict(outputs), measured.i, result.i, peak, duration)
 
 
 def _chain(source: Path, settings: MediaSettings, limiter: _Limiter | None) -> Any:
@@ -85,12 +100,16 @@ def _chain(source: Path, settings: MediaSettings, limiter: _Limiter | None) -> A
     return fl.limit(stream, limiter.gain_db, limiter.ceiling_db)
 
 
-async def _loudnorm_pass(
+def measure_argv(exe: str, source: Path, settings: MediaSettings) -> list[str]:
+    stream = fl.ebur128(_chain(source, settings, None))
+    return command(exe, ffmpeg.output(stream, "-", f="null"))
+
+
+async def measure(
     exe: str, source: Path, settings: MediaSettings, on_time: OnTime
 ) -> ln.Measurement:
-    stream = fl.loudnorm_measure(_chain(source, settings, None), settings)
-    run = await _checked(command(exe, ffmpeg.output(stream, "-", f="null")), on_time, "measure")
-    return ln.parse_loudnorm(run.lines)
+    run = await _checked(measure_argv(exe, source, settings), on_time, "measure")
+    return ln.parse_ebur128(run.lines)
 
 
 async def _limited_pass(
@@ -101,56 +120,68 @@ async def _limited_pass(
     return ln.parse_ebur128(run.lines)
 
 
-async def _plan(
+async def make_plan(
     exe: str, source: Path, settings: MediaSettings, measured: ln.Measurement, on_time: OnTime
-) -> _Plan:
-    """Plain linear gain when the peaks allow it; otherwise search gain + limiter."""
+) -> Plan:
+    """Plain gain when the peaks allow it; otherwise search gain + limiter."""
     if ln.overshoot(measured, settings) <= 0.0:
-        return _Plan(measured)
+        return Plan(measured)
     ceiling = ln.limiter_ceiling(settings)
     tried: list[tuple[float, float]] = []
     gain = settings.target_lufs - measured.i
-    plan = _Plan(measured)
+    plan = Plan(measured)
     for _ in range(_GAIN_SEARCH_PASSES):
         limiter = _Limiter(gain, ceiling)
-        plan = _Plan(await _limited_pass(exe, source, settings, limiter, on_time), limiter)
+        plan = Plan(await _limited_pass(exe, source, settings, limiter, on_time), limiter)
         if ln.overshoot(plan.measured, settings) <= 0.0:
             return plan
         tried.append((gain, plan.measured.i))
         gain = ln.next_gain(tried, settings)
-    log.warning("%s: limiter could not reach the target; loudnorm will go dynamic", source.name)
-    return plan
+    # The limiter could not make room: apply a gain that keeps the peak legal (a little quiet).
+    log.warning("%s: limiter could not reach the target; the item will be quieter", source.name)
+    excess = ln.overshoot(plan.measured, settings)
+    return Plan(replace(plan.measured, i=plan.measured.i + excess), plan.limiter)
 
 
-async def _encode(
-    exe: str,
-    source: Path,
-    out: Path,
-    settings: MediaSettings,
-    plan: _Plan,
-    on_time: OnTime,
-) -> None:
-    stream = fl.loudnorm_linear(_chain(source, settings, plan.limiter), plan.measured, settings)
-    output = ffmpeg.output(
-        stream,
-        str(out),
-        f="ogg",
-        acodec="libopus",
-        ac=1,
-        ar=fl.SAMPLE_RATE,
-        map_metadata=-1,  # uploader's tags (names, phone models) stay out of the rendition
-        fflags="+bitexact",  # fixed Ogg serial: same input -> same bytes -> same sha256
-        **{"b:a": settings.opus_bitrate, "flags:a": "+bitexact"},
-    )
-    run = await _checked(command(exe, output, "-y"), on_time, "encode")
-    applied = ln.parse_loudnorm(run.lines)
-    if applied.normalization != "linear":
-        log.warning("loudnorm used %s mode for %s", applied.normalization, source.name)
+def _output(stream: Any, path: Path, codec: Codec, settings: MediaSettings) -> Any:
+    common: dict[str, Any] = {
+        "ac": 1,
+        "ar": fl.SAMPLE_RATE,
+        "map_metadata": -1,  # uploader's tags (names, phone models) stay out of the rendition
+        "fflags": "+bitexact",  # fixed Ogg serial, no encoder tag: same input -> same sha256
+        "b:a": settings.bitrate(codec),
+        "flags:a": "+bitexact",
+    }
+    if codec == "opus":
+        return ffmpeg.output(stream, str(path), f="ogg", acodec="libopus", **common)
+    return ffmpeg.output(stream, str(path), f="mp3", acodec="libmp3lame", **common)
+
+
+def encode_argv(
+    exe: str, source: Path, outputs: dict[Codec, Path], settings: MediaSettings, plan: Plan
+) -> list[str]:
+    """One ffmpeg process: the normalised audio split to one output per codec."""
+    stream = fl.gain(_chain(source, settings, plan.limiter), plan.final_gain_db(settings))
+    items = list(outputs.items())
+    if len(items) == 1:
+        codec, path = items[0]
+        return command(exe, _output(stream, path, codec, settings), "-y")
+    split = stream.asplit()
+    nodes = [_output(split[i], path, codec, settings) for i, (codec, path) in enumerate(items)]
+    return command(exe, ffmpeg.merge_outputs(*nodes), "-y")
+
+
+async def run_encode(argv: Sequence[str], on_time: OnTime) -> None:
+    await _checked(list(argv), on_time, "encode")
+
+
+def verify_argv(exe: str, rendition: Path) -> list[str]:
+    stream = fl.ebur128(ffmpeg.input(f"file:{rendition}")["a:0"])
+    return command(exe, ffmpeg.output(stream, "-", f="null"))
 
 
 async def _verify(exe: str, rendition: Path, on_time: OnTime) -> tuple[ln.Measurement, float]:
-    stream = fl.ebur128(ffmpeg.input(f"file:{rendition}")["a:0"])
-    run = await _checked(command(exe, ffmpeg.output(stream, "-", f="null")), on_time, "verify")
+    run = await _checked(verify_argv(exe, rendition), on_time, "verify")
     if not run.out_time_s:
         raise MediaError("the rendition decodes to nothing")
     return ln.parse_ebur128(run.lines), run.out_time_s

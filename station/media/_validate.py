@@ -7,6 +7,7 @@ stops the run and the last progress time is where the file is broken.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import ffmpeg
 from ._errors import MediaError, MediaRejected, clock, long_clock
 from ._ffmpeg import FfmpegRun, command, open_source, run_ffmpeg
 from ._models import MediaSettings
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _STREAM = re.compile(r"Stream #0:\d+.*?: (Audio|Video|Subtitle|Data|Attachment)")
@@ -70,15 +73,32 @@ async def decode_check(
         if on_time is not None:
             on_time(seconds)
 
-    output = ffmpeg.output(open_source(source)["a:0"], "-", f="null")
-    run = await run_ffmpeg(command(exe, output, "-loglevel", "level+info", "-xerror"), watch)
+    run = await run_ffmpeg(decode_argv(exe, source), watch)
     return classify(run, limit)
+
+
+def decode_argv(exe: str, source: Path) -> list[str]:
+    """The validation decode: first audio stream to the null muxer, stop at the first error."""
+    output = ffmpeg.output(open_source(source)["a:0"], "-", f="null")
+    return command(exe, output, "-loglevel", "level+info", "-xerror")
 
 
 def classify(run: FfmpegRun, limit_s: float) -> float:
     """Turn a finished validation run into a duration or a MediaRejected."""
     report = parse_log(run.lines)
+    _check_readable(report, run)
     decoded = run.out_time_s or 0.0
+    _check_decoded(report, run, decoded)
+    _check_truncated(report, decoded)
+    if decoded > limit_s:
+        raise MediaRejected(
+            "too_long", f"too long: {long_clock(decoded)} > {long_clock(limit_s)} limit"
+        )
+    return decoded
+
+
+def _check_readable(report: DecodeReport, run: FfmpegRun) -> None:
+    """Could ffmpeg open the file as a container with an audio stream it can decode?"""
     if not report.opened and report.open_error is None:
         # A bad upload always makes ffmpeg say why; silence means ffmpeg itself is wrong.
         raise MediaError(f"ffmpeg gave no usable output (exit {run.returncode}): {run.lines[-3:]}")
@@ -87,18 +107,18 @@ def classify(run: FfmpegRun, limit_s: float) -> float:
         raise MediaRejected("not_audio", f"not audio: unrecognised file format{detail}")
     if not report.has_audio:
         raise MediaRejected("not_audio", "not audio: no audio stream found")
+    if report.decode_error is not None and _no_decoder(report.decode_error):
+        raise MediaRejected("not_audio", "not audio: unsupported audio codec")
+
+
+def _check_decoded(report: DecodeReport, run: FfmpegRun, decoded: float) -> None:
     if run.returncode < 0:
         raise MediaError(f"ffmpeg died with signal {-run.returncode} while decoding")
     if run.returncode != 0 or report.decode_error is not None:
+        log.info("decode failed at %.2f s: %s", decoded, report.decode_error)
         raise MediaRejected("corrupt", f"corrupt at {clock(decoded)}")
     if decoded <= 0.0:
         raise MediaRejected("empty", "empty: the file contains no audio samples")
-    _check_truncated(report, decoded)
-    if decoded > limit_s:
-        raise MediaRejected(
-            "too_long", f"too long: {long_clock(decoded)} > {long_clock(limit_s)} limit"
-        )
-    return decoded
 
 
 def _check_truncated(report: DecodeReport, decoded: float) -> None:
@@ -115,40 +135,60 @@ def _check_truncated(report: DecodeReport, decoded: float) -> None:
 
 def parse_log(lines: Sequence[str]) -> DecodeReport:
     """Read the ``-loglevel level+info`` output of the validation run."""
-    opened = has_audio = estimated = False
-    declared: float | None = None
-    streams = 0
-    in_input = False
-    errors: dict[bool, str] = {}  # keyed by "input already opened"
+    scan = _LogScan()
     for line in lines:
+        scan.feed(line)
+    return scan.report()
+
+
+class _LogScan:
+    """One pass over ffmpeg's log: the input dump (duration, streams) and the first errors."""
+
+    def __init__(self) -> None:
+        self.opened = self.in_input = self.estimated = self.no_audio = False
+        self.declared: float | None = None
+        self.streams = 0
+        self.errors: dict[bool, str] = {}  # first error before / after the input opened
+
+    def feed(self, line: str) -> None:
         if "Input #0" in line:
-            opened = in_input = True
+            self.opened = self.in_input = True
         elif "Stream mapping:" in line or "Output #0" in line:
-            in_input = False
-        if "Estimating duration from bitrate" in line:
-            estimated = True
-        if in_input and declared is None and (match := _DURATION.search(line)):
-            declared = _seconds(match)
-        if in_input and (stream := _STREAM.search(line)) and "(attached pic)" not in line:
-            streams += 1
-            has_audio = has_audio or stream.group(1) == "Audio"
+            self.in_input = False
+        self.estimated = self.estimated or "Estimating duration from bitrate" in line
+        self.no_audio = self.no_audio or "matches no streams" in line
+        if self.in_input:
+            self._input_dump(line)
         if any(tag in line for tag in _LEVEL_ERROR):
-            errors.setdefault(opened, _message(line))
-    if any("matches no streams" in line for line in lines):
-        has_audio = False
-    return DecodeReport(
-        opened=opened,
-        has_audio=has_audio,
-        declared_s=None if estimated else declared,
-        only_stream=streams == 1,
-        open_error=errors.get(False),
-        decode_error=errors.get(True),
-    )
+            self.errors.setdefault(self.opened, _message(line))
+
+    def _input_dump(self, line: str) -> None:
+        if self.declared is None and (match := _DURATION.search(line)):
+            self.declared = _seconds(match)
+        if _STREAM.search(line) and "(attached pic)" not in line:
+            self.streams += 1
+
+    def report(self) -> DecodeReport:
+        return DecodeReport(
+            opened=self.opened,
+            # Judged by ffmpeg's own complaint, not by finding the stream line: a huge tag
+            # dump (lyrics) can push stream lines out of the kept log.
+            has_audio=self.opened and not self.no_audio,
+            declared_s=None if self.estimated else self.declared,
+            only_stream=self.streams == 1,
+            open_error=self.errors.get(False),
+            decode_error=self.errors.get(True),
+        )
 
 
 def _seconds(match: re.Match[str]) -> float:
     hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _no_decoder(message: str) -> bool:
+    lowered = message.lower()
+    return "no decoder" in lowered or ("decoder" in lowered and "not found" in lowered)
 
 
 def _short(detail: str) -> str:

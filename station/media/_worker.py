@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ._models import IngestResult, MediaSettings
+from ._models import EXTENSIONS, Codec, IngestResult, MediaSettings, RenditionFile
 from ._render import OnTime, render
 from ._store import MediaStore, sha256_file
 from ._validate import check_size, decode_check
@@ -19,13 +19,13 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[float], None]
 
 # Share of the total each phase gets, roughly by measured cost (validation decodes at ~600x,
-# loudness passes at ~70x, the Opus encode at ~30x realtime).
+# the ebur128 passes at ~400x, both encoders together at ~75x, the verify decode at ~280x).
 _BANDS: dict[str, tuple[float, float]] = {
-    "validate": (0.00, 0.05),
-    "measure": (0.05, 0.30),
-    "limit": (0.30, 0.45),
-    "encode": (0.45, 0.92),
-    "verify": (0.92, 0.99),
+    "validate": (0.00, 0.06),
+    "measure": (0.06, 0.18),
+    "limit": (0.18, 0.30),
+    "encode": (0.30, 0.88),
+    "verify": (0.88, 0.99),
 }
 
 
@@ -64,6 +64,7 @@ class MediaWorker:
         self._ffmpeg = ffmpeg
         self._slots = asyncio.Semaphore(workers)
         self._scratch_dir = scratch_dir
+        self.pending = 0  # ingests waiting for a slot or running (the ingest queue depth)
 
     async def ingest(
         self,
@@ -72,13 +73,17 @@ class MediaWorker:
         settings: MediaSettings | None = None,
         progress: ProgressCallback | None = None,
     ) -> IngestResult:
-        """Validate ``source`` and store its normalised Opus rendition; no database work.
+        """Validate ``source`` and store its normalised renditions; no database work.
 
         Raises MediaRejected for unusable uploads, MediaError when processing itself fails.
         Nothing is stored unless every step succeeded.
         """
-        async with self._slots:
-            return await self._ingest(source, store, settings or MediaSettings(), progress)
+        self.pending += 1
+        try:
+            async with self._slots:
+                return await self._ingest(source, store, settings or MediaSettings(), progress)
+        finally:
+            self.pending -= 1
 
     async def _ingest(
         self,
@@ -94,23 +99,52 @@ class MediaWorker:
         progress.phase("validate")(progress.duration_s)
         work = Path(tempfile.mkdtemp(prefix="loaxa-media-", dir=self._scratch_dir))
         try:
-            out = work / "rendition.opus"
-            rendition = await render(self._ffmpeg, source, out, settings, progress.phase)
-            stored = await asyncio.to_thread(store.put_file, rendition.path, "opus")
+            outputs: dict[Codec, Path] = {
+                codec: work / f"rendition.{EXTENSIONS[codec]}" for codec in settings.renditions
+            }
+            rendition = await render(self._ffmpeg, source, outputs, settings, progress.phase)
+            files = await asyncio.to_thread(_store_all, store, outputs, settings)
         finally:
             shutil.rmtree(work, ignore_errors=True)  # a few small files: fine on the loop
         progress.done()
+        primary = files[0]
         log.info(
-            "ingested %s as %s (%.1f -> %.1f LUFS, %.1f s)", source.name, stored.sha256[:12],
-            rendition.loudness_in, rendition.loudness_out, rendition.duration_s,
+            "ingested %s as %s (%.1f -> %.1f LUFS, %.1f s, %s)", source.name,
+            primary.sha256[:12], rendition.loudness_in, rendition.loudness_out,
+            rendition.duration_s, "+".join(f.codec for f in files),
         )  # fmt: skip
         return IngestResult(
-            sha256=stored.sha256,
+            sha256=primary.sha256,
             source_sha256=source_sha256,
-            path=stored.path,
-            size_bytes=stored.size_bytes,
+            path=primary.path,
+            size_bytes=primary.size_bytes,
             duration_ms=round(rendition.duration_s * 1000),
             loudness_in_lufs=rendition.loudness_in,
             loudness_out_lufs=rendition.loudness_out,
             true_peak_out_db=rendition.true_peak_out,
+            codec=primary.codec,
+            renditions=files,
         )
+
+
+def _store_all(
+    store: MediaStore, outputs: dict[Codec, Path], settings: MediaSettings
+) -> tuple[RenditionFile, ...]:
+    """Store every rendition; if one fails, the ones this call created are removed again."""
+    files: list[RenditionFile] = []
+    created: list[Path] = []
+    try:
+        for codec, path in outputs.items():
+            stored = store.put_file(path, EXTENSIONS[codec])
+            if stored.created:
+                created.append(stored.path)
+            files.append(
+                RenditionFile(
+                    codec, stored.sha256, stored.path, stored.size_bytes, settings.bitrate(codec)
+                )
+            )
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    return tuple(files)
