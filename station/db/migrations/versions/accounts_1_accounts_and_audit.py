@@ -1,7 +1,7 @@
 """Accounts: users, browser sessions, API tokens, programme approvals, append-only audit log.
 
 Revision ID: accounts_1
-Revises: 0001
+Revises: playout_1
 Create Date: 2026-11-26 18:00:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "accounts_1"
-down_revision: str | None = "0001"
+down_revision: str | None = "playout_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

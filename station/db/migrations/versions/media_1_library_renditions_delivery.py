@@ -1,7 +1,7 @@
 """Media library: item metadata, topic catalogue (seeded), renditions, bytes served.
 
 Revision ID: media_1
-Revises: 0001
+Revises: fleet_1
 Create Date: 2026-11-26 18:10:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "media_1"
-down_revision: str | None = "0001"
+down_revision: str | None = "fleet_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

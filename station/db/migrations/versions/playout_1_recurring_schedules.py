@@ -1,7 +1,7 @@
 """Playout: programme items of several kinds, topics and language, recurring schedules.
 
 Revision ID: playout_1
-Revises: 0001
+Revises: media_1
 Create Date: 2026-11-26 18:20:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "playout_1"
-down_revision: str | None = "0001"
+down_revision: str | None = "media_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

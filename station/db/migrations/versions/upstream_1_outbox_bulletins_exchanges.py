@@ -1,7 +1,7 @@
 """Upstream (Source Information System): outbox, exchanges, bulletins, cursors.
 
 Revision ID: upstream_1
-Revises: 0001
+Revises: accounts_1
 Create Date: 2026-11-26 18:06:26.270246
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "upstream_1"
-down_revision: str | None = "0001"
+down_revision: str | None = "accounts_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
