@@ -8,31 +8,28 @@ so fault tests can skew one cluster and watch the station notice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict, deque
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
 from devices.protocol import (
-    Ack,
     Capabilities,
-    Command,
     Event,
+    FaultCode,
     Heartbeat,
-    NackCode,
-    PlayCommand,
-    ProtocolError,
+    PowerTarget,
     Status,
     Topics,
-    decode_command,
     encode,
 )
 
+from ._commands import CommandHandler
 from ._driver import MqttDriver, Will
 from ._link import MqttLink
 from ._media import MediaCache
@@ -44,11 +41,17 @@ log = logging.getLogger(__name__)
 
 FIRMWARE = "sim-1.0"
 MODEL = "loaxa-sim"
-_SEEN_COMMANDS = 256
+DEFAULT_CACHE_BYTES = 2_000_000_000
+Codec = Literal["opus", "mp3"]
 
 
 class SimulatedCluster:
-    """A loudspeaker cluster; made by ``SimulatedFleet``, which shares driver and HTTP session."""
+    """A loudspeaker cluster; made by ``SimulatedFleet``, which shares driver and HTTP session.
+
+    Fault hooks: ``drop_link``, ``power_loss``/``power_on``, ``reboot``, ``set_clock_offset``,
+    ``raise_fault``/``clear_fault``. State to assert on: ``counters``, ``records``, ``cache``,
+    ``online``, ``playing``, ``volume``, ``heartbeat_s``, ``power``, ``faults``.
+    """
 
     def __init__(
         self,
@@ -64,16 +67,27 @@ class SimulatedCluster:
         password: str | None = None,
         clock_offset_ms: int = 0,
         keepalive: int = 60,
+        codecs: Sequence[Codec] = ("opus", "mp3"),
+        outputs: Sequence[PowerTarget] = ("amplifier",),
+        bridged: Sequence[str] = (),
+        cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+        reboot_s: float = 1.0,
     ) -> None:
         self.cluster_id = cluster_id
-        self._topics = Topics(station_id)
-        self._heartbeat_s = heartbeat_s
-        self._clock_offset_ms = clock_offset_ms
-        self._volume = 80
-        self._booted = time.monotonic()
+        self.codecs: list[Codec] = list(codecs)
+        self.outputs: list[PowerTarget] = list(outputs)
+        self.bridged = list(bridged)  # legacy FM/wired clusters behind this bridge
+        self.power: dict[PowerTarget, tuple[bool, list[str]]] = {}  # target -> (on, zone codes)
+        self.faults: list[FaultCode] = []  # active, in the order raised
+        self.volume = 80
+        self.heartbeat_s = heartbeat_s
         self.counters = ClusterCounters()
-        self._seen: OrderedDict[str, bytes] = OrderedDict()  # command id -> ack sent (LRU)
+        self._reboot_s = reboot_s
+        self._topics = Topics(station_id)
+        self._clock_offset_ms = clock_offset_ms
+        self._booted = time.monotonic()
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._player = Player(
             cluster_id,
             http=http,
@@ -82,7 +96,12 @@ class SimulatedCluster:
             offset_ms=lambda: self._clock_offset_ms,
             counters=self.counters,
             speed=speed,
+            cache_bytes=cache_bytes,
+            listen_live=self._listen_live,
         )
+        self._live: dict[str, Callable[[bytes], None]] = {}  # MQTT live topic -> packet sink
+        self._boot_bytes = 0  # bytes_downloaded at the last boot (the heartbeat counts from it)
+        self._commands = CommandHandler(self, self._player, self._send_ack)
         offline = encode(Status(cluster_id=cluster_id, state="offline"))
         self._link = MqttLink(
             driver,
@@ -157,10 +176,10 @@ class SimulatedCluster:
             except (OSError, TimeoutError) as exc:
                 log.warning("%s: offline status not acknowledged: %s", self.cluster_id, exc)
         await self._link.close()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+        tasks = [*self._tasks, *([self._heartbeat_task] if self._heartbeat_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._player.aclose()
 
     def drop_link(self, seconds: float) -> None:
@@ -171,39 +190,78 @@ class SimulatedCluster:
         self._link.drop(seconds)
 
     def power_loss(self) -> None:
-        """Abrupt close and no reconnect; sessions vanish silently. ``power_on()`` boots again."""
+        """Abrupt close and no reconnect; sessions vanish silently. ``power_on()`` boots again.
+
+        The media cache (flash) and the ids of handled commands survive.
+        """
         self._link.drop(None)
         self._player.vanish()
-        self._seen.clear()
 
     def power_on(self) -> None:
-        self._booted = time.monotonic()
+        self._boot()
         self._link.resume()
 
     def set_clock_offset(self, ms: int) -> None:
         self._clock_offset_ms = ms
+
+    def reboot(self) -> None:
+        """Restart after a moment (the ack goes out first): the link drops abruptly, sessions
+        vanish, and it comes back with a birth after ``reboot_s``, counters from zero."""
+        self._spawn(self._reboot())
+
+    def raise_fault(self, fault: FaultCode, detail: str | None = None) -> None:
+        """A hardware fault appears: ``fault_raised`` now, listed in heartbeats until cleared."""
+        if fault not in self.faults:
+            self.faults.append(fault)
+            self._fault_event("fault_raised", fault, detail)
+
+    def clear_fault(self, fault: FaultCode, detail: str | None = None) -> None:
+        if fault in self.faults:
+            self.faults.remove(fault)
+            self._fault_event("fault_cleared", fault, detail)
+
+    def _fault_event(
+        self, type_: Literal["fault_raised", "fault_cleared"], fault: FaultCode, detail: str | None
+    ) -> None:
+        now = self.now()
+        self._emit(
+            Event(cluster_id=self.cluster_id, type=type_, ts=now, fault=fault, detail=detail)
+        )
+
+    def _boot(self) -> None:
+        self._booted = time.monotonic()
+        self._boot_bytes = self.cache.bytes_downloaded
 
     # -- MQTT ----------------------------------------------------------------------------------
 
     async def _announce(self) -> None:
         """After every (re)connect: subscribe to commands, then retained birth."""
         await self._link.subscribe(self._topic("cmd"), qos=1)
+        for topic in list(self._live):  # a live stream that was playing when the link dropped
+            await self._link.subscribe(topic, qos=0)
         birth = Status(
             cluster_id=self.cluster_id,
             state="online",
             ts=self.now(),
             firmware=FIRMWARE,
             model=MODEL,
-            capabilities=Capabilities(codecs=["opus", "mp3"]),
+            capabilities=Capabilities(
+                codecs=self.codecs,
+                cache_bytes=self.cache.capacity,
+                live=["http", "mqtt"],
+                outputs=self.outputs,
+                bridged=self.bridged,
+                store_and_forward=True,
+            ),
         )
         await self._link.publish(self._topic("status"), encode(birth), qos=1, retain=True)
 
     async def _heartbeat_loop(self) -> None:
-        await asyncio.sleep(random.uniform(0, self._heartbeat_s))  # spread a fleet's heartbeats
+        await asyncio.sleep(random.uniform(0, self.heartbeat_s))  # spread a fleet's heartbeats
         while True:
             if self._link.ready:
                 self._link.publish_nowait(self._topic("heartbeat"), encode(self._heartbeat()))
-            await asyncio.sleep(self._heartbeat_s)
+            await asyncio.sleep(self.heartbeat_s)
 
     def _heartbeat(self) -> Heartbeat:
         state, session_id = self._player.state()
@@ -212,60 +270,47 @@ class SimulatedCluster:
             ts=self.now(),
             state=state,
             session_id=session_id,
-            volume=self._volume,
+            volume=self.volume,
             uptime_s=int(time.monotonic() - self._booted),
             clock_offset_ms=self._clock_offset_ms,
-            bytes_downloaded=self.cache.bytes_downloaded,
+            bytes_downloaded=self.cache.bytes_downloaded - self._boot_bytes,
+            free_cache_bytes=self.cache.free_bytes,
+            faults=list(self.faults),
+            firmware=FIRMWARE,
+            interval_s=max(1, round(self.heartbeat_s)),
+            upcoming_sessions=self._player.upcoming,
         )
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic != self._topic("cmd"):
-            return
+        if topic == self._topic("cmd"):
+            self._commands.handle(payload)
+        elif (sink := self._live.get(topic)) is not None:
+            sink(payload)
+
+    async def _listen_live(self, topic: str, sink: Callable[[bytes], None]) -> None:
+        """An MQTT stream: subscribed while it plays (again after a reconnect), QoS 0."""
+        self._live[topic] = sink
         try:
-            cmd = decode_command(payload)
-        except ProtocolError as exc:
-            self.counters.malformed += 1
-            log.info("%s: malformed command dropped (%s)", self.cluster_id, exc.reason)
-            return
-        self.counters.commands += 1
-        known = self._seen.get(cmd.id)
-        if known is not None:  # a redelivery: same answer, never run twice
-            self.counters.duplicates += 1
-            self._seen.move_to_end(cmd.id)
-            self._link.publish_nowait(self._topic("ack"), known, qos=1)
-            return
-        if cmd.expires_at < self.now():
-            self.counters.expired += 1
-            ack = self._ack(cmd, ok=False, code="expired")
-        else:
-            ack = self._execute(cmd)
-        payload_out = encode(ack)
-        self._seen[cmd.id] = payload_out
-        if len(self._seen) > _SEEN_COMMANDS:
-            self._seen.popitem(last=False)
-        self._link.publish_nowait(self._topic("ack"), payload_out, qos=1)
+            if self._link.ready:
+                await self._link.subscribe(topic, qos=0)
+            await asyncio.Event().wait()
+        finally:
+            self._live.pop(topic, None)
+            self._link.unsubscribe_nowait(topic)
 
-    def _ack(
-        self, cmd: Command, *, ok: bool, code: NackCode | None = None, detail: str | None = None
-    ) -> Ack:
-        return Ack(
-            cluster_id=self.cluster_id,
-            cmd_id=cmd.id,
-            ok=ok,
-            code=code,
-            detail=detail,
-            ts=self.now(),
-        )
+    def _send_ack(self, payload: bytes) -> None:
+        self._link.publish_nowait(self._topic("ack"), payload, qos=1)
 
-    def _execute(self, cmd: Command) -> Ack:
-        if isinstance(cmd, PlayCommand):
-            if cmd.volume is not None:
-                self._volume = cmd.volume
-            if not self._player.schedule(cmd):
-                return self._ack(cmd, ok=True, detail="session already scheduled")
-            return self._ack(cmd, ok=True)
-        self._player.stop(cmd.session_id)
-        return self._ack(cmd, ok=True)
+    async def _reboot(self) -> None:
+        await asyncio.sleep(0.05)  # the ack goes out first
+        self._player.vanish()
+        self._link.drop(self._reboot_s)
+        self._boot()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"cluster-{self.cluster_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _emit(self, event: Event) -> None:
         self._link.publish_nowait(self._topic("event"), encode(event), qos=1)

@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 
 import aiohttp
 
-from devices.protocol import is_valid_id
+from devices.protocol import PowerTarget, is_valid_id
 
-from ._cluster import SimulatedCluster
+from ._cluster import DEFAULT_CACHE_BYTES, Codec, SimulatedCluster
 from ._driver import MqttDriver
+from ._faults import FaultInjector, FaultKind, parse_faults
 from ._media import make_http_session
 from ._records import FleetStats, PlayRecord
 from ._url import BrokerUrl
@@ -22,13 +23,16 @@ from ._url import BrokerUrl
 log = logging.getLogger(__name__)
 
 _YIELD_EVERY = 200  # start this many clusters, then let the loop run
+BRIDGE_OUTPUTS: tuple[PowerTarget, ...] = ("amplifier", "transmitter", "line")
 
 
 class SimulatedFleet:
     """N simulated clusters on one asyncio loop, each with its own MQTT connection.
 
     ``credentials`` maps a cluster id to (username, password); clusters not in it use the user
-    and password of the URL, if any.
+    and password of the URL, if any. ``codecs`` maps a cluster id to the codecs its birth
+    announces (default both). ``speed`` compresses playback of media (not of live streams).
+    Every cluster announces ``outputs`` (``power`` targets) and a cache of ``cache_bytes``.
     """
 
     def __init__(
@@ -42,6 +46,12 @@ class SimulatedFleet:
         credentials: Mapping[str, tuple[str, str]] | None = None,
         ca_file: str | None = None,
         keepalive: int = 60,
+        codecs: Mapping[str, Sequence[Codec]] | None = None,
+        outputs: Sequence[PowerTarget] = ("amplifier",),
+        cache_bytes: int | None = DEFAULT_CACHE_BYTES,
+        bridges: Mapping[str, Sequence[str]] | None = None,
+        faults: Mapping[FaultKind, float] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.broker = BrokerUrl.parse(mqtt_url, ca_file=ca_file)
         self.station_id = station_id
@@ -53,9 +63,18 @@ class SimulatedFleet:
         self._heartbeat_s = heartbeat_s
         self._credentials = dict(credentials or {})
         self._keepalive = keepalive
+        self._codecs = dict(codecs or {})
+        self._outputs = tuple(outputs)
+        self._cache_bytes = cache_bytes
         self._driver: MqttDriver | None = None
         self._http: aiohttp.ClientSession | None = None
         self.clusters: dict[str, SimulatedCluster] = {}
+        # bridge id -> the legacy FM/wired clusters it drives (they report nothing themselves)
+        self._bridges = {cid: list(legacy) for cid, legacy in (bridges or {}).items()}
+        # fault hooks for tests and the CLI; random faults run only when rates are given
+        self.faults = FaultInjector(self.clusters, faults, seed=seed)
+        self._random_faults = bool(faults)
+        self._fault_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SimulatedFleet:
         await self.start()
@@ -95,6 +114,10 @@ class SimulatedFleet:
                 username=user,
                 password=password,
                 keepalive=self._keepalive,
+                codecs=self._codecs.get(cid, ("opus", "mp3")),
+                outputs=BRIDGE_OUTPUTS if cid in self._bridges else self._outputs,
+                bridged=self._bridges.get(cid, ()),
+                cache_bytes=self._cache_bytes,
             )
             self.clusters[cid] = cluster
             cluster.start()
@@ -111,12 +134,26 @@ class SimulatedFleet:
                 f"{missing} of {len(self._ids)} clusters not online on {self.broker.masked()} "
                 f"after {limit:.0f} s"
             ) from None
+        if self._random_faults:
+            self._fault_task = asyncio.get_running_loop().create_task(
+                self.faults.run(), name="sim-faults"
+            )
 
     async def stop(self) -> None:
         """Retained ``offline`` then a clean DISCONNECT for every cluster; release everything."""
+        if self._fault_task is not None:
+            self._fault_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fault_task
+            self._fault_task = None
+        self.faults.close()  # pending faults heal: clusters come back before they leave
         try:
-            if self.clusters:
-                await asyncio.gather(*(c.stop() for c in self.clusters.values()))
+            results = await asyncio.gather(
+                *(c.stop() for c in self.clusters.values()), return_exceptions=True
+            )
+            for cid, result in zip(self.clusters, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("cluster %s did not stop cleanly: %r", cid, result)
         finally:
             if self._driver is not None:
                 await self._driver.aclose()
@@ -164,19 +201,30 @@ async def run_simulator(
     status_every: float = 5.0,
     stop_event: asyncio.Event | None = None,
     print_fn: Callable[[str], object] = print,
+    faults: str = "",
+    seed: int | None = None,
+    bridges: int = 0,
 ) -> FleetStats:
     """Run ``count`` clusters until ``stop_event`` is set (or the task is cancelled).
 
+    ``faults`` is a spec like ``"link-drop:0.5,power-loss:0.01"`` (per cluster per minute, see
+    ``_faults``), reproducible with ``seed``. The first ``bridges`` clusters are legacy bridges,
+    each driving one FM and one wired cluster (``<id>.fm``, ``<id>.wired``).
     Prints one status line every ``status_every`` seconds; returns the final counters.
     """
+    ids = cluster_ids(count, prefix)
+    bridged = {cid: [f"{cid}.fm", f"{cid}.wired"] for cid in ids[:bridges]}
     stop = stop_event if stop_event is not None else asyncio.Event()
     fleet = SimulatedFleet(
         mqtt_url,
         station_id,
-        cluster_ids(count, prefix),
+        ids,
         speed=speed,
         heartbeat_s=heartbeat_s,
         ca_file=ca_file,
+        bridges=bridged,
+        faults=parse_faults(faults),
+        seed=seed,
     )
     print_fn(f"sim: starting {count} clusters for station {station_id} on {fleet.broker.masked()}")
     started = time.monotonic()
@@ -186,6 +234,9 @@ async def run_simulator(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(status_every):
                     await stop.wait()
-            print_fn(f"sim: {fleet.stats().line()}")
+            injected = ", ".join(f"{k} {n}" for k, n in sorted(fleet.faults.counts.items()))
+            print_fn(f"sim: {fleet.stats().line()}" + (f" | faults {injected}" if injected else ""))
         print_fn("sim: stopping")
-    return fleet.stats()
+    stats = fleet.stats()
+    print_fn(f"sim: stopped; {stats.line()}")
+    return stats

@@ -12,8 +12,6 @@ import contextlib
 import logging
 import random
 import socket
-import ssl
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future as ThreadFuture
@@ -22,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from ._driver import LinkError, MqttDriver, Will
+from ._driver import LinkError, LoopSockets, MqttDriver, Will
 from ._url import BrokerUrl
 
 if TYPE_CHECKING:
-    from paho.mqtt.client import SocketLike
     from paho.mqtt.properties import Properties
     from paho.mqtt.reasoncodes import ReasonCode
 
@@ -63,8 +60,7 @@ class MqttLink:
         self._backoff = backoff
         self.client_id = client_id
         self._client = self._make_client(client_id, will, username, password)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
+        self._sockets = LoopSockets(self._client)
         self._task: asyncio.Task[None] | None = None
         self._connect_future: ThreadFuture[MQTTErrorCode] | None = None
         self._deferred: deque[tuple[str, bytes, int, bool]] = deque(maxlen=1000)
@@ -96,10 +92,6 @@ class MqttLink:
             client.username_pw_set(username, password)
         if self._broker.tls:
             client.tls_set(ca_certs=self._broker.ca_file)
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -115,10 +107,10 @@ class MqttLink:
         return self._ready.is_set()
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        loop = asyncio.get_running_loop()
+        self._sockets.bind(loop)
         self._driver.add(self)
-        self._task = self._loop.create_task(self._run(), name=f"mqtt-{self.client_id}")
+        self._task = loop.create_task(self._run(), name=f"mqtt-{self.client_id}")
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
@@ -201,6 +193,11 @@ class MqttLink:
             raise LinkError(f"subscribe to {topic}: {mqtt.error_string(rc)}")
         await self._wait(self._pending_sub, mid)
 
+    def unsubscribe_nowait(self, topic: str) -> None:
+        """Best effort: a lost link forgets its subscriptions anyway (clean session)."""
+        if self.connected and not self._connecting():
+            self._client.unsubscribe(topic)
+
     async def _wait(self, pending: dict[int, asyncio.Future[None]], mid: int) -> None:
         future = asyncio.get_running_loop().create_future()
         pending[mid] = future
@@ -216,28 +213,31 @@ class MqttLink:
         failures = 0
         while not self._closing:
             await self._wait_allowed()
-            try:
-                await self._connect_once()
-            except (OSError, TimeoutError) as exc:  # LinkError is an OSError
-                failures += 1
-                delay = min(self._backoff[1], self._backoff[0] * 2 ** (failures - 1))
-                delay *= random.uniform(0.5, 1.0)
-                log.info("%s: connect failed (%s); retry in %.1f s", self.client_id, exc, delay)
-                await asyncio.sleep(delay)
+            async with self._driver.connect_slot:  # bounds the handshakes a broker sees at once
+                up = await self._establish()
+            if up:
+                failures = 0
+                await self._lost.wait()
                 continue
-            failures = 0
-            if self._allowed():
-                try:
-                    await self._on_ready()
-                except (OSError, TimeoutError) as exc:
-                    log.warning("%s: announce failed: %s", self.client_id, exc)
-                    self._abort()
-                else:
-                    self._ready.set()
-                    self._flush_deferred()
-            else:
+            failures += 1
+            delay = min(self._backoff[1], self._backoff[0] * 2 ** (failures - 1))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _establish(self) -> bool:
+        """Connect and announce; False (link closed) when it failed and backoff is due."""
+        try:
+            await self._connect_once()
+            if not self._allowed():  # dropped by a fault hook while connecting
                 self._abort()
-            await self._lost.wait()
+                return True
+            await self._on_ready()
+        except (OSError, TimeoutError) as exc:  # LinkError is an OSError
+            log.info("%s: connect failed: %s", self.client_id, exc or type(exc).__name__)
+            self._abort()
+            return False
+        self._ready.set()
+        self._flush_deferred()
+        return True
 
     def _allowed(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -288,54 +288,6 @@ class MqttLink:
             self._client.loop_read()
 
     # -- paho callbacks ------------------------------------------------------------------------
-
-    def _on_loop(self, fn: Callable[[], object]) -> None:
-        if threading.get_ident() == self._loop_thread:
-            fn()
-        elif self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn)
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: SocketLike) -> None:
-        self._on_loop(lambda: self._add_reader(sock))
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: SocketLike) -> None:
-        self._on_loop(lambda: self._remove_all(sock))
-
-    def _on_socket_register_write(
-        self, client: mqtt.Client, userdata: Any, sock: SocketLike
-    ) -> None:
-        self._on_loop(lambda: self._add_writer(sock))
-
-    def _on_socket_unregister_write(
-        self, client: mqtt.Client, userdata: Any, sock: SocketLike
-    ) -> None:
-        self._on_loop(lambda: self._remove_writer(sock))
-
-    def _add_reader(self, sock: SocketLike) -> None:
-        if self._loop is not None and sock.fileno() >= 0:
-            self._loop.add_reader(sock, self._on_readable)
-
-    def _add_writer(self, sock: SocketLike) -> None:
-        if self._loop is not None and sock.fileno() >= 0:
-            self._loop.add_writer(sock, self._client.loop_write)
-
-    def _remove_writer(self, sock: SocketLike) -> None:
-        if self._loop is not None:
-            self._loop.remove_writer(sock)
-
-    def _remove_all(self, sock: SocketLike) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-
-    def _on_readable(self) -> None:
-        self._client.loop_read()
-        sock = self._client.socket()
-        for _ in range(64):  # TLS may hold decrypted bytes the selector cannot see
-            if not isinstance(sock, ssl.SSLSocket) or not sock.pending():
-                break
-            self._client.loop_read()
-            sock = self._client.socket()
 
     def _on_connect(
         self,

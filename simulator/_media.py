@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -36,10 +37,20 @@ def make_http_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
 
 
-async def fetch(http: aiohttp.ClientSession, ref: MediaRef) -> int:
-    """Download ``ref`` and check size and sha256; return the bytes received."""
+async def fetch(
+    http: aiohttp.ClientSession,
+    ref: MediaRef,
+    bandwidth_bps: Callable[[], int | None] = lambda: None,
+) -> int:
+    """Download ``ref`` and check size and sha256; return the bytes received.
+
+    ``bandwidth_bps`` (read as it goes) caps the rate, in bytes per second, to simulate a slow
+    link.
+    """
     digest = hashlib.sha256()
     received = 0
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     try:
         async with http.get(ref.url) as response:
             if response.status != 200:
@@ -51,6 +62,8 @@ async def fetch(http: aiohttp.ClientSession, ref: MediaRef) -> int:
                         "checksum_mismatch", f"{ref.media_id}: more than {ref.size} bytes", received
                     )
                 digest.update(chunk)
+                if (bps := bandwidth_bps()) is not None:
+                    await asyncio.sleep(max(0.0, received / bps - (loop.time() - began)))
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DownloadError("download_failed", f"{ref.media_id}: {exc!r}"[:200], received) from None
     if received != ref.size:
@@ -62,21 +75,62 @@ async def fetch(http: aiohttp.ClientSession, ref: MediaRef) -> int:
     return received
 
 
+async def consume_stream(
+    http: aiohttp.ClientSession, url: str, on_bytes: Callable[[int], None]
+) -> None:
+    """GET a live stream and drop what arrives, counting it, until the server ends it."""
+    try:
+        async with http.get(url) as response:
+            if response.status != 200:
+                raise DownloadError("download_failed", f"stream: HTTP {response.status}")
+            async for chunk in response.content.iter_any():
+                on_bytes(len(chunk))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DownloadError("download_failed", f"stream: {exc!r}"[:200]) from None
+
+
 @dataclass
 class MediaCache:
-    """What one cluster holds, by sha256; concurrent requests for one item share one download."""
+    """What one cluster holds, by sha256; concurrent requests for one item share one download.
 
+    ``capacity`` bytes (None: unlimited); nothing is evicted, a download that cannot fit fails
+    with ``cache_full``. ``bytes_downloaded`` counts every HTTP byte, streams included.
+    Fault knobs: ``bandwidth_bps`` caps download speed, ``corrupt_next`` makes that many next
+    downloads fail their checksum, ``full`` leaves no free space.
+    """
+
+    capacity: int | None = None
     sizes: dict[str, int] = field(default_factory=dict)
     downloads: int = 0
     bytes_downloaded: int = 0
+    held_bytes: int = 0
+    bandwidth_bps: int | None = None
+    corrupt_next: int = 0
+    full: bool = False
     _inflight: dict[str, asyncio.Task[int]] = field(default_factory=dict)
+    _reserved: int = 0  # sizes of downloads in progress
 
     def __contains__(self, sha256: str) -> bool:
         return sha256 in self.sizes
 
     @property
-    def held_bytes(self) -> int:
-        return sum(self.sizes.values())
+    def free_bytes(self) -> int | None:
+        if self.full:
+            return 0
+        if self.capacity is None:
+            return None
+        return max(0, self.capacity - self.held_bytes - self._reserved)
+
+    def fits(self, items: Iterable[MediaRef]) -> bool:
+        """Whether the items not held yet fit in the free space."""
+        free = self.free_bytes
+        if free is None:
+            return True
+        missing = {i.sha256: i.size for i in items if i.sha256 not in self.sizes}
+        return sum(missing.values()) <= free
+
+    def count_streamed(self, size: int) -> None:
+        self.bytes_downloaded += size
 
     async def ensure(self, http: aiohttp.ClientSession, ref: MediaRef) -> int:
         """Make sure ``ref`` is held; return the bytes this call fetched over HTTP (0 if cached).
@@ -93,6 +147,8 @@ class MediaCache:
             except DownloadError as exc:
                 raise DownloadError(exc.code, exc.detail) from None
             return 0
+        if not self.fits([ref]):
+            raise DownloadError("cache_full", f"{ref.media_id}: {ref.size} bytes do not fit")
         task = asyncio.get_running_loop().create_task(self._download(http, ref))
         task.add_done_callback(functools.partial(self._forget, ref.sha256))
         self._inflight[ref.sha256] = task
@@ -100,13 +156,20 @@ class MediaCache:
 
     async def _download(self, http: aiohttp.ClientSession, ref: MediaRef) -> int:
         self.downloads += 1
+        self._reserved += ref.size
         try:
-            received = await fetch(http, ref)
+            received = await fetch(http, ref, lambda: self.bandwidth_bps)
+            if self.corrupt_next > 0:
+                self.corrupt_next -= 1
+                raise DownloadError("checksum_mismatch", f"{ref.media_id}: corrupted", received)
         except DownloadError as exc:
             self.bytes_downloaded += exc.fetched
             raise
+        finally:
+            self._reserved -= ref.size
         self.bytes_downloaded += received
         self.sizes[ref.sha256] = received
+        self.held_bytes += received
         return received
 
     def _forget(self, sha256: str, task: asyncio.Task[int]) -> None:

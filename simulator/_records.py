@@ -17,6 +17,8 @@ Outcome = Literal[
     "download_failed",
     "shutdown",
     "lost",
+    "withdrawn",
+    "failed",
 ]
 
 
