@@ -27,10 +27,20 @@ NOW = datetime(2026, 3, 2, 22, 59, 55, tzinfo=UTC)
 
 def _play() -> PlayCommand:
     return PlayCommand(
-        id="s1-1772492400.C01.play", issued_at=NOW, expires_at=NOW + timedelta(minutes=1),
-        session_id="s1-1772492400", start_at=NOW + timedelta(seconds=5),
-        items=[MediaRef(media_id="1", url="http://st/media/" + "a" * 64 + ".opus",
-                        sha256="a" * 64, size=1000, duration_ms=8000)],
+        id="s1-1772492400.C01.play",
+        issued_at=NOW,
+        expires_at=NOW + timedelta(minutes=1),
+        session_id="s1-1772492400",
+        start_at=NOW + timedelta(seconds=5),
+        items=[
+            MediaRef(
+                media_id="1",
+                url="http://st/media/" + "a" * 64 + ".opus",
+                sha256="a" * 64,
+                size=1000,
+                duration_ms=8000,
+            )
+        ],
     )
 
 

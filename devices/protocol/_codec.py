@@ -52,6 +52,8 @@ def _load(payload: bytes) -> Any:
         return json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError("json", str(exc)[:200]) from None
+    except RecursionError:  # "[[[[..." nested deeper than the interpreter's stack (found by fuzz)
+        raise ProtocolError("json", "nested too deeply") from None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -11,16 +11,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 ClusterId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-CommandId = Annotated[str, Field(min_length=1, max_length=64)]
+# Free text and ids end up in logs and databases (PostgreSQL refuses NUL): no control characters.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+CommandId = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
 
 
 Codec = Literal["opus", "mp3"]
+PowerTarget = Literal["amplifier", "transmitter", "line"]
+FaultCode = Literal["amplifier", "speaker", "power", "overheat", "cache_full", "clock", "other"]
+Network = Literal["4g", "3g", "ethernet", "wifi", "other"]
+LiveTransport = Literal["http", "mqtt"]
+_HTTP_ONLY: tuple[LiveTransport, ...] = ("http",)
 _ALL_CODECS: tuple[Codec, ...] = ("opus", "mp3")
 
 
@@ -35,6 +42,13 @@ class Capabilities(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
     codecs: list[Codec] = Field(default_factory=lambda: list(_ALL_CODECS))
     cache_bytes: int | None = Field(default=None, ge=0)
+    # Live transports it can receive: an HTTP stream URL and/or Opus packets over MQTT.
+    live: list[LiveTransport] = Field(default_factory=lambda: list(_HTTP_ONLY))
+    # A bridge drives legacy equipment: which outputs it switches and which legacy clusters hang
+    # off it (they report nothing themselves).
+    outputs: list[PowerTarget] = Field(default_factory=list)
+    bridged: list[ClusterId] = Field(default_factory=list, max_length=256)
+    store_and_forward: bool = True
 
 
 class Status(_Message):
@@ -43,8 +57,8 @@ class Status(_Message):
     cluster_id: ClusterId
     state: Literal["online", "offline"]
     ts: AwareDatetime | None = None
-    firmware: str | None = Field(default=None, max_length=64)
-    model: str | None = Field(default=None, max_length=64)
+    firmware: str | None = Field(default=None, max_length=64, pattern=PRINTABLE)
+    model: str | None = Field(default=None, max_length=64, pattern=PRINTABLE)
     capabilities: Capabilities | None = None
 
 
@@ -54,19 +68,26 @@ class Heartbeat(_Message):
     cluster_id: ClusterId
     ts: AwareDatetime
     state: Literal["idle", "waiting", "playing", "fetching"]
-    session_id: str | None = Field(default=None, max_length=64)
+    session_id: str | None = Field(default=None, max_length=64, pattern=PRINTABLE)
     volume: int | None = Field(default=None, ge=0, le=100)
     uptime_s: int | None = Field(default=None, ge=0)
     clock_offset_ms: int | None = None
     free_cache_bytes: int | None = Field(default=None, ge=0)
-    bytes_downloaded: int | None = Field(default=None, ge=0)
+    bytes_downloaded: int | None = Field(default=None, ge=0)  # since boot; resets on reboot
+    signal_dbm: int | None = Field(default=None, ge=-150, le=0)
+    network: Network | None = None
+    firmware: str | None = Field(default=None, max_length=64, pattern=PRINTABLE)
+    faults: list[FaultCode] = Field(default_factory=list, max_length=16)
+    power_source: Literal["mains", "battery", "solar"] | None = None
+    interval_s: int | None = Field(default=None, ge=1, le=3600)
+    upcoming_sessions: int | None = Field(default=None, ge=0)  # held for store-and-forward
 
 
 class MediaRef(BaseModel):
     """One item of a play list: where to fetch it and how to check it."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
-    media_id: str = Field(min_length=1, max_length=64)
+    media_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     url: str = Field(min_length=1, max_length=2048)
     sha256: Sha256Hex
     size: int = Field(ge=0)
@@ -81,24 +102,130 @@ class _Command(_Message):
 
 
 class PlayCommand(_Command):
-    """Fetch the items and start playing them back to back at ``start_at``."""
+    """Fetch the items and start playing them back to back at ``start_at``.
+
+    ``offset_ms`` starts into the programme (resuming after a preemption). A cluster keeps a
+    play command until ``expires_at`` and starts on time from its cache even if its link is down.
+    """
 
     type: Literal["play"] = "play"
-    session_id: str = Field(min_length=1, max_length=64)
+    session_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
     start_at: AwareDatetime
     items: list[MediaRef] = Field(min_length=1, max_length=100)
     volume: int | None = Field(default=None, ge=0, le=100)
     priority: int = Field(default=50, ge=0, le=100)
+    offset_ms: int = Field(default=0, ge=0)
 
 
 class StopCommand(_Command):
     """Stop the given session (or whatever plays when ``session_id`` is null)."""
 
     type: Literal["stop"] = "stop"
-    session_id: str | None = Field(default=None, max_length=64)
+    session_id: str | None = Field(default=None, max_length=64, pattern=PRINTABLE)
 
 
-Command = Annotated[PlayCommand | StopCommand, Field(discriminator="type")]
+class PrefetchCommand(_Command):
+    """Download these items now and keep them until ``keep_until``; play nothing."""
+
+    type: Literal["prefetch"] = "prefetch"
+    items: list[MediaRef] = Field(min_length=1, max_length=100)
+    keep_until: AwareDatetime | None = None
+
+
+class SessionSpec(BaseModel):
+    """One upcoming session a cluster holds for store-and-forward."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    session_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    start_at: AwareDatetime
+    expires_at: AwareDatetime
+    items: list[MediaRef] = Field(min_length=1, max_length=100)
+    priority: int = Field(default=50, ge=0, le=100)
+    volume: int | None = Field(default=None, ge=0, le=100)
+
+
+class ScheduleCommand(_Command):
+    """The cluster's complete list of upcoming sessions (replaces any earlier list).
+
+    The cluster fetches the items ahead, starts each session at its ``start_at`` whether or not
+    its link is up, and reports proof of play when it can.
+    """
+
+    type: Literal["schedule"] = "schedule"
+    sessions: list[SessionSpec] = Field(max_length=200)
+
+
+class StreamCommand(_Command):
+    """Play a live or relayed stream now: an HTTP stream ``url`` or Opus packets on ``topic``."""
+
+    type: Literal["stream"] = "stream"
+    session_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
+    transport: LiveTransport = "http"
+    url: str | None = Field(default=None, max_length=2048)
+    topic: str | None = Field(default=None, max_length=256)
+    codec: Codec = "opus"
+    start_at: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    priority: int = Field(default=50, ge=0, le=100)
+    volume: int | None = Field(default=None, ge=0, le=100)
+
+
+class VolumeCommand(_Command):
+    type: Literal["volume"] = "volume"
+    level: int = Field(ge=0, le=100)
+
+
+class PowerCommand(_Command):
+    """Switch an amplifier or a bridged FM transmitter / wired line on or off.
+
+    ``zone_codes`` are the DTMF/RDS selection codes sent to legacy FM sets after power-on.
+    """
+
+    type: Literal["power"] = "power"
+    target: PowerTarget
+    on: bool
+    warmup_s: float = Field(default=0, ge=0, le=120)
+    zone_codes: list[str] = Field(default_factory=list, max_length=64)
+
+
+class IdentifyCommand(_Command):
+    """Play a test tone so a technician can find and check the cluster at install time."""
+
+    type: Literal["identify"] = "identify"
+    seconds: int = Field(default=5, ge=1, le=60)
+    tone_hz: int = Field(default=1000, ge=100, le=8000)
+
+
+class ConfigCommand(_Command):
+    type: Literal["config"] = "config"
+    heartbeat_s: int | None = Field(default=None, ge=5, le=3600)
+    default_volume: int | None = Field(default=None, ge=0, le=100)
+
+
+class RebootCommand(_Command):
+    type: Literal["reboot"] = "reboot"
+
+
+class TimeCommand(_Command):
+    """Clock probe: the ack carries ``device_time``; the station computes the offset."""
+
+    type: Literal["time"] = "time"
+
+
+Command = Annotated[
+    PlayCommand
+    | StopCommand
+    | PrefetchCommand
+    | ScheduleCommand
+    | StreamCommand
+    | VolumeCommand
+    | PowerCommand
+    | IdentifyCommand
+    | ConfigCommand
+    | RebootCommand
+    | TimeCommand,
+    Field(discriminator="type"),
+]
 
 NackCode = Literal[
     "expired",
@@ -108,6 +235,7 @@ NackCode = Literal[
     "download_failed",
     "checksum_mismatch",
     "cache_full",
+    "no_hardware",
     "internal",
 ]
 
@@ -119,8 +247,10 @@ class Ack(_Message):
     cmd_id: CommandId
     ok: bool
     code: NackCode | None = None
-    detail: str | None = Field(default=None, max_length=256)
+    detail: str | None = Field(default=None, max_length=256, pattern=PRINTABLE)
     ts: AwareDatetime
+    device_time: AwareDatetime | None = None  # the cluster's clock on handling (``time`` probes)
+    duplicate: bool = False  # re-acknowledging a command id it already handled
 
 
 EventType = Literal[
@@ -128,6 +258,9 @@ EventType = Literal[
     "playback_finished",
     "playback_interrupted",
     "download_failed",
+    "prefetch_done",
+    "fault_raised",
+    "fault_cleared",
 ]
 
 
@@ -136,7 +269,7 @@ class Event(_Message):
 
     cluster_id: ClusterId
     type: EventType
-    session_id: str = Field(min_length=1, max_length=64)
+    session_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=PRINTABLE)
     ts: AwareDatetime
     start_at: AwareDatetime | None = None
     started_at: AwareDatetime | None = None
@@ -145,7 +278,30 @@ class Event(_Message):
     bytes_downloaded: int | None = Field(default=None, ge=0)
     clock_offset_ms: int | None = None
     code: NackCode | None = None
-    detail: str | None = Field(default=None, max_length=256)
+    detail: str | None = Field(default=None, max_length=256, pattern=PRINTABLE)
+    fault: FaultCode | None = None
+    # a session id or "stop"
+    interrupted_by: str | None = Field(default=None, max_length=64, pattern=PRINTABLE)
+    late_ms: int | None = None  # started this late on purpose (it was down at start_at)
+    cmd_id: CommandId | None = None  # the command this event answers (``prefetch_done``)
+    media_ids: list[Annotated[str, Field(max_length=64, pattern=PRINTABLE)]] | None = Field(
+        default=None, max_length=100
+    )  # items now cached
+    packets: int | None = Field(default=None, ge=0)  # live packets received (MQTT streams)
+
+    @model_validator(mode="after")
+    def _needs_session_or_fault(self) -> Event:
+        if self.type in _FAULT_EVENTS and self.fault is None:
+            raise ValueError(f"{self.type} needs a fault code")
+        if self.type in _SESSION_EVENTS and self.session_id is None:
+            raise ValueError(f"{self.type} needs a session_id")
+        return self
+
+
+_FAULT_EVENTS = frozenset({"fault_raised", "fault_cleared"})
+_SESSION_EVENTS = frozenset(
+    {"playback_started", "playback_finished", "playback_interrupted", "download_failed"}
+)
 
 
 def to_utc_iso(value: datetime) -> str:

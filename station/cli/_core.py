@@ -62,6 +62,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 prefix=args.prefix,
                 speed=args.speed,
                 stop_event=stop,
+                heartbeat_s=args.heartbeat_s,
+                faults=args.faults,
+                seed=args.seed,
+                bridges=args.bridges,
             )
         )
         waiter = asyncio.create_task(wait_for_signal())
@@ -91,6 +95,15 @@ def register(sub: Subparsers) -> None:
     sim.add_argument("--count", type=int, default=20)
     sim.add_argument("--prefix", default="SIM")
     sim.add_argument("--speed", type=float, default=1.0, help="playback speed factor")
+    sim.add_argument("--heartbeat-s", type=float, default=30.0, help="heartbeat interval")
+    sim.add_argument(
+        "--faults",
+        default="",
+        help="random faults, per cluster per minute: link-drop:0.5,power-loss:0.01,amplifier:0.1,"
+        "slow-link:0.1,clock-skew:0.1,corrupt-download:0.1,cache-full:0.1",
+    )
+    sim.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
+    sim.add_argument("--bridges", type=int, default=0, help="this many clusters are bridges")
     sim.set_defaults(func=cmd_sim)
 
     demo = sub.add_parser("demo", help="run everything on this machine and play a programme")
