@@ -8,6 +8,7 @@ reason and dropped. Nothing raises inside the message path: a failing handler is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -31,6 +32,8 @@ from devices.protocol import (
 from ._link import InboundMessage, LastWill, MqttLink
 
 log = logging.getLogger(__name__)
+
+_PROOF_SUFFIXES = ("/ack", "/event")
 
 
 class DeviceHandler(Protocol):
@@ -93,10 +96,31 @@ class ClusterGateway:
             await self.link.publish(self.topics.station_status, payload, qos=1, retain=True)
 
     async def serve(self) -> None:
-        """Consume the link's inbound queue until cancelled."""
+        """Consume the link's inbound queue until cancelled.
+
+        Acks and events (proof of play) get their own queue and worker, so a flood of births
+        and heartbeats (a connect storm after a broker restart) never delays them.
+        """
+        proof: asyncio.Queue[InboundMessage] = asyncio.Queue(self.link.messages.maxsize)
+        worker = asyncio.create_task(self._drain(proof), name="mqtt-inbound-proof")
+        try:
+            while True:
+                message = await self.link.messages.get()
+                if message.topic.endswith(_PROOF_SUFFIXES):
+                    try:
+                        proof.put_nowait(message)
+                    except asyncio.QueueFull:
+                        self._drop("queue_full", message.topic, "proof-of-play queue full")
+                else:
+                    await self.handle(message)
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def _drain(self, queue: asyncio.Queue[InboundMessage]) -> None:
         while True:
-            message = await self.link.messages.get()
-            await self.handle(message)
+            await self.handle(await queue.get())
 
     async def handle(self, message: InboundMessage) -> None:
         parsed = self.topics.parse_cluster(message.topic)
