@@ -63,6 +63,7 @@ def demo_settings(
             "http": {"host": "127.0.0.1", "port": 0},
             "media": {"dir": str(workdir / "media")},
             "scheduler": {"dispatch_lead_s": 3.0},
+            "devices": {"allow_anonymous": True},  # demo clusters log in without credentials
             "logging": {"level": "WARNING"},
         }
     )
@@ -178,7 +179,8 @@ def _summary(result: DemoResult, fleet: SimulatedFleet, out: Print) -> None:
     for record in sorted(result.records, key=lambda r: r.cluster_id):
         skew = "" if record.skew_ms is None else str(record.skew_ms)
         out(
-            f"{record.cluster_id:<8} {record.status:<10} {skew:>8} {record.bytes_downloaded or 0:>8}"
+            f"{record.cluster_id:<8} {record.status:<10} {skew:>8} "
+            f"{record.bytes_downloaded or 0:>8}"
         )
     skews = [r.skew_ms for r in result.records if r.skew_ms is not None]
     out("")

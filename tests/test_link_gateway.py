@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -57,9 +57,10 @@ async def running(link: MqttLink) -> AsyncIterator[MqttLink]:
             await task
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll: the conditions live in objects that offer no event to wait on."""
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -83,7 +84,10 @@ async def test_bad_payloads_are_counted_and_dropped(mqtt_url: str, station_id: s
             (hb, b"\xff\xfe"),
             (hb, json.dumps({"cluster_id": "C01"}).encode()),  # schema: no ts/state
             (hb, encode(Heartbeat(cluster_id="C02", ts=_now(), state="idle"))),  # mismatch
-            (topics.cluster("C09", "heartbeat"), encode(Heartbeat(cluster_id="C09", ts=_now(), state="idle"))),
+            (
+                topics.cluster("C09", "heartbeat"),
+                encode(Heartbeat(cluster_id="C09", ts=_now(), state="idle")),
+            ),
             (hb, b"x" * 70_000),
         ]
         for topic, payload in bad:
@@ -96,12 +100,18 @@ async def test_bad_payloads_are_counted_and_dropped(mqtt_url: str, station_id: s
         serve.cancel()
     assert handler.calls == [good]
     assert gateway.dropped == {
-        "json": 2, "schema": 1, "mismatch": 1, "unknown_cluster": 1, "too_large": 1,
+        "json": 2,
+        "schema": 1,
+        "mismatch": 1,
+        "unknown_cluster": 1,
+        "too_large": 1,
         "handler_error": 1,
     }
 
 
-async def test_unknown_cluster_accepted_when_handler_says_so(mqtt_url: str, station_id: str) -> None:
+async def test_unknown_cluster_accepted_when_handler_says_so(
+    mqtt_url: str, station_id: str
+) -> None:
     topics = Topics(station_id)
     handler = RecordingHandler(accept_unknown=True)
     station = MqttLink(BrokerAddress.from_url(mqtt_url), f"{station_id}-station")
@@ -110,7 +120,9 @@ async def test_unknown_cluster_accepted_when_handler_says_so(mqtt_url: str, stat
     async with running(station), running(device):
         await gateway.start()
         serve = asyncio.create_task(gateway.serve())
-        await device.publish(topics.cluster("N1", "status"), encode(Status(cluster_id="N1", state="online")))
+        await device.publish(
+            topics.cluster("N1", "status"), encode(Status(cluster_id="N1", state="online"))
+        )
         await _until(lambda: len(handler.calls) == 1)
         serve.cancel()
     assert "N1" in gateway.known
@@ -122,7 +134,8 @@ async def test_will_is_published_when_the_link_dies(mqtt_url: str, station_id: s
     async with running(observer):
         await observer.subscribe(topics.station_status)
         doomed = MqttLink(
-            BrokerAddress.from_url(mqtt_url), f"{station_id}-station",
+            BrokerAddress.from_url(mqtt_url),
+            f"{station_id}-station",
             will=ClusterGateway.will_for(topics),
         )
         task = asyncio.create_task(doomed.run())
@@ -140,7 +153,10 @@ async def test_link_reconnects_and_resubscribes_after_broker_restart() -> None:
     await broker.start()
     port = broker.port
     link = MqttLink(
-        BrokerAddress.from_url(broker.url), "re", reconnect_min_s=0.2, reconnect_max_s=0.5,
+        BrokerAddress.from_url(broker.url),
+        "re",
+        reconnect_min_s=0.2,
+        reconnect_max_s=0.5,
     )
     announced: list[int] = []
 
