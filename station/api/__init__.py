@@ -28,7 +28,14 @@ from ._accounts import (
 )
 from ._approval import confirm_second_person, is_approved, programme_version, require_approved
 from ._audit import Actor, audit, audit_csv, audit_in
-from ._auth import CSRF_HEADER, SESSION_COOKIE, LoginThrottle, Principal
+from ._auth import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    LoginThrottle,
+    Principal,
+    Unauthenticated,
+    authenticate,
+)
 from ._framework import (
     API_PREFIX,
     ApiRouter,
@@ -68,9 +75,11 @@ __all__ = [
     "Problem",
     "Reply",
     "Role",
+    "Unauthenticated",
     "audit",
     "audit_csv",
     "audit_in",
+    "authenticate",
     "build_openapi",
     "confirm_second_person",
     "create_token",

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from .._framework import ApiRouter
-from . import audit, auth, clusters, media, plays, programmes, schedules, users
+from . import (
+    audit,
+    auth,
+    clusters,
+    console,
+    live,
+    media,
+    plays,
+    programmes,
+    reports,
+    schedules,
+    users,
+)
 
 ROUTERS: list[ApiRouter] = [
     auth.router,
@@ -14,6 +26,9 @@ ROUTERS: list[ApiRouter] = [
     schedules.router,
     plays.router,
     audit.router,
+    console.router,  # the web console's summaries (station/web)
+    live.router,  # live and relay mounts (station/live)
+    reports.router,  # activity and inventory reports (station/reports)
 ]
 
 __all__ = ["ROUTERS"]

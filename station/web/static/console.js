@@ -1,0 +1,164 @@
+/* loaxa console core: strings, API calls (session cookie + X-CSRF-Token), formatting. */
+"use strict";
+(function () {
+  const meta = (name) => (document.querySelector(`meta[name="loaxa-${name}"]`) || {}).content || "";
+  const strings = JSON.parse((document.getElementById("lx-strings") || {}).textContent || "{}");
+  const LX = {
+    csrf: meta("csrf"),
+    apiBase: meta("api"),
+    tz: meta("tz") || "Asia/Ho_Chi_Minh",
+    lang: meta("lang") || "vi",
+    user: meta("user"),
+    permissions: new Set(meta("permissions").split(" ").filter(Boolean)),
+  };
+  const locale = () => (LX.lang === "vi" ? "vi-VN" : "en-GB");
+
+  LX.can = (permission) => LX.permissions.has(permission);
+
+  LX.t = function (key, params) {
+    let text = strings[key] || key;
+    for (const [k, v] of Object.entries(params || {})) text = text.split(`{${k}}`).join(String(v));
+    return text;
+  };
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && (body.detail || body.title)) || `HTTP ${status}`);
+      this.status = status;
+      this.body = body || {};
+    }
+  }
+  LX.ApiError = ApiError;
+
+  LX.headers = function (extra) {
+    const headers = Object.assign({ Accept: "application/json" }, extra || {});
+    if (LX.csrf) headers["X-CSRF-Token"] = LX.csrf;
+    return headers;
+  };
+
+  LX.api = async function (method, path, body, extraHeaders) {
+    const init = { method, headers: LX.headers(extraHeaders), credentials: "same-origin" };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(LX.apiBase + path, init);
+    if (response.status === 401 && !path.startsWith("/auth/login")) {
+      window.location.assign("/console/login?next=" + encodeURIComponent(location.pathname));
+      throw new ApiError(401, { detail: LX.t("error.session_ended") });
+    }
+    const text = await response.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text }; }
+    if (!response.ok) throw new ApiError(response.status, data);
+    return { data, etag: response.headers.get("ETag"), status: response.status };
+  };
+  LX.get = async (path) => (await LX.api("GET", path)).data;
+
+  /** A readable message for an API error, naming the fields of a 422. */
+  const known = (key) => (strings[key] ? strings[key] : "");
+  const slug = (text) => String(text || "").toLowerCase().replace(/[^a-z0-9]+/g, "_");
+  LX.problemText = function (err) {
+    if (!(err instanceof ApiError)) return LX.t("error.network");
+    const fields = (err.body.errors || []).map((e) => `${e.field}: ${e.message}`);
+    // A problem the catalogue knows by title (or media rejection reason) is said in the
+    // user's language; the API's own English detail follows for the specifics.
+    const said = known(`problem.${slug(err.body.title)}`) || known(`error.http_${err.status}`);
+    const reason = err.body.reason ? known(`media.reason_${err.body.reason}`) : "";
+    return [said, reason, err.message, ...fields].filter(Boolean).join(" — ");
+  };
+
+  LX.say = function (text, kind) {
+    const box = document.getElementById("lx-status");
+    if (!box) return;
+    box.textContent = text;
+    box.className = "status " + (kind || "info");
+  };
+
+  /** el("tr", {class: "x"}, child, "text", ...) */
+  LX.el = function (tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  };
+  LX.clear = (node) => { while (node.firstChild) node.removeChild(node.firstChild); return node; };
+
+  // ---- time, in the station's zone
+  LX.fmt = function (iso, opts) {
+    if (!iso) return "";
+    const o = Object.assign({ timeZone: LX.tz }, opts || { dateStyle: "short", timeStyle: "medium" });
+    return new Intl.DateTimeFormat(locale(), o).format(new Date(iso));
+  };
+  LX.fmtTime = (iso) => LX.fmt(iso, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  LX.fmtDuration = function (ms) {
+    const s = Math.round((ms || 0) / 1000);
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  };
+  LX.fmtBytes = function (n) {
+    if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
+    if (n >= 1024) return Math.round(n / 1024) + " kB";
+    return (n || 0) + " B";
+  };
+  /** Wall-clock parts of an instant in the station's zone. */
+  LX.zoned = function (date) {
+    const parts = new Intl.DateTimeFormat("en-GB", {
+      timeZone: LX.tz, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", weekday: "short",
+    }).formatToParts(date);
+    const p = {};
+    for (const part of parts) p[part.type] = part.value;
+    return {
+      year: +p.year, month: +p.month, day: +p.day, hour: +p.hour, minute: +p.minute,
+      second: +p.second, weekday: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].indexOf(p.weekday),
+    };
+  };
+  /** The instant when the station's wall clock shows y-m-d h:m (handles any zone offset). */
+  LX.fromZoned = function (y, m, d, h, min) {
+    const wanted = Date.UTC(y, m - 1, d, h, min);
+    let guess = wanted;
+    for (let i = 0; i < 2; i++) {
+      const z = LX.zoned(new Date(guess));
+      const shown = Date.UTC(z.year, z.month - 1, z.day, z.hour, z.minute);
+      guess += wanted - shown;
+    }
+    return new Date(guess);
+  };
+  LX.isoDate = (z) => `${z.year}-${String(z.month).padStart(2, "0")}-${String(z.day).padStart(2, "0")}`;
+
+  /** Call fn now and every ms while the page is visible. */
+  LX.poll = function (fn, ms) {
+    let timer = null;
+    const run = async () => {
+      try { await fn(); } catch (err) { LX.say(LX.problemText(err), "error"); }
+      timer = setTimeout(tick, ms);
+    };
+    const tick = () => { if (document.hidden) timer = setTimeout(tick, ms); else run(); };
+    run();
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && timer) { clearTimeout(timer); run(); }
+    });
+  };
+
+  LX.badge = (value, prefix) =>
+    LX.el("span", { class: `badge ${prefix}-${value}` }, LX.t(`${prefix}.${value}`));
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const logout = document.getElementById("lx-logout");
+    if (logout) {
+      logout.addEventListener("click", async () => {
+        try { await LX.api("POST", "/auth/logout"); } catch (e) { /* gone already */ }
+        window.location.assign("/console/login");
+      });
+    }
+  });
+  window.LX = LX;
+})();
