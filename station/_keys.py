@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -13,7 +14,14 @@ from scheduler import Dispatcher
 from station.config import Settings
 from station.media import MediaStore, MediaWorker
 
+from ._access import BrokerAccess
+from ._delivery_state import Delivery
+from ._monitor import FleetMonitor
 from ._playout_store import PlayoutStore
+
+if TYPE_CHECKING:
+    from ._metrics import StationMetrics
+    from .upstream import EmergencyTrigger, Upstream
 
 
 @dataclass
@@ -34,3 +42,10 @@ MEDIA_WORKER = web.AppKey("media_worker", MediaWorker)
 LINK = web.AppKey("mqtt_link", MqttLink)
 GATEWAY = web.AppKey("gateway", ClusterGateway)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+MONITOR = web.AppKey("fleet_monitor", FleetMonitor)
+ACCESS = web.AppKey("broker_access", BrokerAccess)
+DELIVERY = web.AppKey("delivery", Delivery)
+# Source Information System adapter (station.upstream) and /metrics (station._metrics)
+UPSTREAM: web.AppKey[Upstream] = web.AppKey("upstream")
+EMERGENCY_TRIGGER: web.AppKey[EmergencyTrigger] = web.AppKey("emergency_trigger")
+METRICS: web.AppKey[StationMetrics] = web.AppKey("metrics")

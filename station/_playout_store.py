@@ -1,4 +1,7 @@
-"""The database side of playout: the scheduler's repository and the device message handler.
+"""The database side of playout: the scheduler's repository and proof of play from devices.
+
+Cluster state (status, heartbeats, alerts) is ``station._monitor.FleetMonitor``'s job;
+``DeviceHandlers`` there composes both into the gateway's ``DeviceHandler``.
 
 Each method is one short transaction. Proof of play (``PlayRecord``) only moves forward:
 a late ack never overwrites a finished record.
@@ -7,26 +10,45 @@ a late ack never overwrites a finished record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from devices.protocol import Ack, DeviceMessage, Event, Heartbeat, Status
-from scheduler import ItemRef, ScheduleSpec, SessionPlan, session_id_for, skew_ms
+from devices.protocol import Ack, Event
+from scheduler import (
+    DEFAULT_LEVELS,
+    ItemRef,
+    OccurrenceSpec,
+    Part,
+    ScheduleSpec,
+    SessionPlan,
+    SilencePart,
+    base_session_id,
+    session_id_for,
+    skew_ms,
+)
+from station._playout_parts import (
+    bridges_json,
+    bridges_of,
+    programme_parts,
+    resolve_receivers,
+    resolve_targets,
+)
+from station._services import StationError
 from station.db import (
     Cluster,
     ClusterKind,
     ClusterStatus,
-    MediaItem,
     PlayRecord,
     PlayRecordStatus,
     PlaySession,
     PlaySessionStatus,
-    ProgrammeItem,
+    RecurrenceKind,
     Schedule,
     ScheduleStatus,
 )
@@ -59,28 +81,65 @@ def _utcnow() -> datetime:
 
 
 async def target_cluster_ids(db: AsyncSession, targets: dict[str, Any]) -> list[str]:
-    """Resolve a schedule's targets to the ICT clusters that receive commands."""
+    """Resolve a schedule's targets to the clusters that receive commands: ICT receivers and
+    bridges (which play into their legacy FM/wired clusters); retired ones never."""
     query = select(Cluster.id).where(
-        Cluster.kind == ClusterKind.ICT, Cluster.status != ClusterStatus.RETIRED
+        col(Cluster.kind).in_([ClusterKind.ICT, ClusterKind.BRIDGE]),
+        Cluster.status != ClusterStatus.RETIRED,
     )
     if not targets.get("all"):
         query = query.where(col(Cluster.id).in_(list(targets.get("clusters", []))))
     return list((await db.exec(query.order_by(Cluster.id))).all())
 
 
+def _still_airs(schedule: Schedule, session: PlaySession, recurrence_of: Any) -> bool:
+    """A session made ahead is withdrawn when its schedule is cancelled or no longer has
+    that occurrence (edited)."""
+    if schedule.status not in (
+        ScheduleStatus.PENDING,
+        ScheduleStatus.ACTIVE,
+        ScheduleStatus.DISPATCHED,
+    ):
+        return False
+    if schedule.id is None or schedule.recurrence == RecurrenceKind.ONCE:
+        return True
+    nominal = session.id.rpartition("-")[2]
+    if not nominal.isdigit():
+        return True
+    at = datetime.fromtimestamp(int(nominal), UTC)
+    try:
+        starts = recurrence_of(schedule).starts(at, at + timedelta(seconds=1))
+    except (StationError, ValueError):
+        return False
+    return session_id_for(schedule.id, at) == session.id and bool(starts)
+
+
 class PlayoutStore:
-    """Implements ``scheduler.ScheduleRepository`` and ``devices.DeviceHandler``."""
+    """Implements ``scheduler.ScheduleRepository``, plus acks/events of ``DeviceHandler``."""
 
     def __init__(
         self,
         sessions: Sessions,
         *,
-        auto_register: bool = False,
         clock: Callable[[], datetime] = _utcnow,
+        priorities: Mapping[str, int] | None = None,
+        live_url: str | None = None,
+        misfire_grace_s: float = 300.0,
     ) -> None:
         self.sessions = sessions
-        self.auto_register = auto_register
         self.clock = clock
+        self.priorities = dict(priorities or DEFAULT_LEVELS)
+        self.live_url = live_url  # where clusters hear a live slot; None: live slots are silent
+        self.misfire_grace = timedelta(seconds=misfire_grace_s)
+        # Called with a cluster id on its birth (the dispatcher re-sends its schedule list).
+        self.online_listeners: list[Callable[[str], None]] = []
+
+    def cluster_online(self, cluster_id: str) -> None:
+        for listener in self.online_listeners:
+            listener(cluster_id)
+
+    def _level(self, name: str) -> int:
+        return max(0, min(100, self.priorities.get(name, self.priorities.get("scheduled", 50))))
 
     # -- ScheduleRepository ----------------------------------------------------------------
 
@@ -90,32 +149,65 @@ class PlayoutStore:
             return [ScheduleSpec(s.id, s.start_at, "pending") for s in rows if s.id is not None]
 
     async def prepare_session(
-        self, schedule_id: int, start_at: datetime, expires_at: datetime
+        self,
+        schedule_id: int,
+        start_at: datetime,
+        expires_at: datetime,
+        *,
+        occurrence: datetime | None = None,
+    ) -> SessionPlan | None:
+        try:
+            return await self._prepare(schedule_id, start_at, expires_at, occurrence)
+        except IntegrityError:  # made at the same moment by another path: use that one
+            return await self._prepare(schedule_id, start_at, expires_at, occurrence)
+
+    async def _prepare(
+        self,
+        schedule_id: int,
+        start_at: datetime,
+        expires_at: datetime,
+        occurrence: datetime | None,
     ) -> SessionPlan | None:
         async with self.sessions() as db:
             schedule = await db.get(Schedule, schedule_id)
-            if schedule is None:
-                return None
-            items = await self._items(db, schedule.programme_id)
-            existing = (
-                await db.exec(select(PlaySession).where(PlaySession.schedule_id == schedule_id))
-            ).first()
+            if schedule is None or schedule.status == ScheduleStatus.CANCELLED:
+                return None  # cancelled while its job was firing: send nothing
+            items, parts = await programme_parts(db, schedule.programme_id, self.live_url)
+            volume, priority = schedule.volume, self._level(schedule.priority)
+            session_id = session_id_for(schedule_id, occurrence or start_at)
+            if occurrence is None:  # one-off: its one session, whatever its start became
+                query = select(PlaySession).where(PlaySession.schedule_id == schedule_id)
+            else:
+                query = select(PlaySession).where(PlaySession.id == session_id)
+            existing = (await db.exec(query)).first()
             if existing is not None:  # re-dispatch after a crash: same session, same commands
+                if existing.status == PlaySessionStatus.FAILED:
+                    return None  # recorded missed: never play
                 records = await db.exec(
                     select(PlayRecord.cluster_id).where(PlayRecord.session_id == existing.id)
                 )
                 return SessionPlan(
-                    existing.id, existing.start_at, existing.expires_at, list(records), items
+                    existing.id,
+                    existing.start_at,
+                    existing.expires_at,
+                    list(records),
+                    items,
+                    volume,
+                    tuple(parts),
+                    priority,
+                    bridges_of(existing.bridges),
                 )
-            cluster_ids = await target_cluster_ids(db, schedule.targets)
-            if not cluster_ids or not items:
+            cluster_ids, bridges = await resolve_receivers(db, schedule.targets)
+            if not cluster_ids or not any(not isinstance(p, SilencePart) for p in parts):
                 return None
             session = PlaySession(
-                id=session_id_for(schedule_id, start_at),
+                id=session_id,
                 schedule_id=schedule_id,
                 programme_id=schedule.programme_id,
                 start_at=start_at,
                 expires_at=expires_at,
+                priority=priority,
+                bridges=bridges_json(bridges),
             )
             db.add(session)
             await db.flush()  # the session row must exist before records reference it
@@ -129,20 +221,156 @@ class PlayoutStore:
                 for cid in cluster_ids
             )
             await db.commit()
-            return SessionPlan(session.id, start_at, expires_at, cluster_ids, items)
+            return SessionPlan(
+                session.id,
+                start_at,
+                expires_at,
+                cluster_ids,
+                items,
+                volume,
+                tuple(parts),
+                priority,
+                bridges,
+            )
 
-    async def _items(self, db: AsyncSession, programme_id: int) -> list[ItemRef]:
-        rows = await db.exec(
-            select(MediaItem)
-            .join(ProgrammeItem, col(ProgrammeItem.media_id) == col(MediaItem.id))
-            .where(ProgrammeItem.programme_id == programme_id)
-            .order_by(col(ProgrammeItem.position))
-        )
-        return [
-            ItemRef(m.id, m.sha256, m.size_bytes, m.duration_ms, m.codec)
-            for m in rows
-            if m.id is not None
-        ]
+    async def due_occurrences(
+        self, window_start: datetime, window_end: datetime
+    ) -> list[OccurrenceSpec]:
+        from station._schedules import recurrence_of  # station._schedules imports much
+
+        async with self.sessions() as db:
+            rows = (
+                await db.exec(select(Schedule).where(Schedule.status == ScheduleStatus.ACTIVE))
+            ).all()
+            found: list[OccurrenceSpec] = []
+            for row in rows:
+                if row.id is None or row.recurrence == RecurrenceKind.ONCE:
+                    continue
+                grace = (
+                    self.misfire_grace
+                    if row.misfire_grace_s is None
+                    else timedelta(seconds=row.misfire_grace_s)
+                )
+                try:
+                    starts = recurrence_of(row).starts(max(window_start, row.start_at), window_end)
+                except (StationError, ValueError) as exc:
+                    log.warning("schedule %d: bad recurrence, skipped: %s", row.id, exc)
+                    continue
+                found.extend(OccurrenceSpec(row.id, start, grace) for start in starts)
+            if not found:
+                return []
+            done = await db.exec(
+                select(PlaySession.id).where(
+                    col(PlaySession.id).in_([o.session_id for o in found]),
+                    PlaySession.status != PlaySessionStatus.PENDING,
+                )
+            )
+            seen = set(done.all())
+            return [o for o in found if o.session_id not in seen]
+
+    async def mark_occurrence_missed(self, spec: OccurrenceSpec, reason: str) -> None:
+        """Record a skipped occurrence: a failed session, one failed record per cluster."""
+        async with self.sessions() as db:
+            schedule = await db.get(Schedule, spec.schedule_id)
+            if schedule is None:
+                return
+            session = await db.get(PlaySession, spec.session_id)
+            if session is None:
+                session = PlaySession(
+                    id=spec.session_id,
+                    schedule_id=spec.schedule_id,
+                    programme_id=schedule.programme_id,
+                    start_at=spec.occurrence,
+                    expires_at=spec.occurrence,
+                )
+                db.add(session)
+                await db.flush()
+                cluster_ids = await resolve_targets(db, schedule.targets)
+            else:
+                records = await db.exec(
+                    select(PlayRecord.cluster_id).where(PlayRecord.session_id == session.id)
+                )
+                cluster_ids = list(records.all())
+            session.status = PlaySessionStatus.FAILED
+            db.add(session)
+            for cid in cluster_ids:
+                record = await self._record(db, session.id, cid)
+                if record is None:
+                    record = PlayRecord(
+                        session_id=session.id,
+                        cluster_id=cid,
+                        status=PlayRecordStatus.FAILED,
+                        scheduled_start=spec.occurrence,
+                    )
+                if record.status == PlayRecordStatus.SENT:
+                    record.status = PlayRecordStatus.FAILED
+                record.error_code = record.error_code or reason
+                db.add(record)
+            await db.commit()
+            log.warning("session %s recorded missed: %s", spec.session_id, reason)
+
+    async def upcoming_sessions(
+        self, window_start: datetime, window_end: datetime
+    ) -> list[SessionPlan]:
+        from station._schedules import recurrence_of
+
+        async with self.sessions() as db:
+            rows = (
+                await db.exec(
+                    select(PlaySession).where(
+                        col(PlaySession.status).in_(
+                            [PlaySessionStatus.PENDING, PlaySessionStatus.DISPATCHED]
+                        ),
+                        col(PlaySession.start_at) >= window_start,
+                        col(PlaySession.start_at) < window_end,
+                    )
+                )
+            ).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            schedules = {
+                s.id: s
+                for s in await db.exec(
+                    select(Schedule).where(
+                        col(Schedule.id).in_({r.schedule_id for r in rows if r.schedule_id})
+                    )
+                )
+            }
+            clusters: dict[str, list[str]] = {}
+            for sid, cid in (
+                await db.exec(
+                    select(PlayRecord.session_id, PlayRecord.cluster_id).where(
+                        col(PlayRecord.session_id).in_(ids),
+                        col(PlayRecord.status).in_([PlayRecordStatus.SENT, PlayRecordStatus.ACKED]),
+                    )
+                )
+            ).all():
+                clusters.setdefault(sid, []).append(cid)
+            parts_of: dict[int, tuple[list[ItemRef], list[Part]]] = {}
+            found: list[SessionPlan] = []
+            for row in rows:
+                schedule = schedules.get(row.schedule_id) if row.schedule_id else None
+                if schedule is None or not _still_airs(schedule, row, recurrence_of):
+                    continue
+                if row.programme_id not in parts_of:
+                    parts_of[row.programme_id] = await programme_parts(
+                        db, row.programme_id, self.live_url
+                    )
+                items, parts = parts_of[row.programme_id]
+                found.append(
+                    SessionPlan(
+                        row.id,
+                        row.start_at,
+                        row.expires_at,
+                        sorted(clusters.get(row.id, [])),
+                        items,
+                        schedule.volume,
+                        tuple(parts),
+                        self._level(schedule.priority),
+                    )
+                )
+            return found
 
     async def record_dispatch(
         self, schedule_id: int, session_id: str, failures: dict[str, str]
@@ -150,8 +378,8 @@ class PlayoutStore:
         async with self.sessions() as db:
             schedule = await db.get(Schedule, schedule_id)
             session = await db.get(PlaySession, session_id)
-            if schedule is not None:
-                schedule.status = ScheduleStatus.DISPATCHED
+            if schedule is not None and schedule.status == ScheduleStatus.PENDING:
+                schedule.status = ScheduleStatus.DISPATCHED  # recurring ones stay active
                 db.add(schedule)
             if session is not None:
                 session.status = PlaySessionStatus.DISPATCHED
@@ -174,42 +402,34 @@ class PlayoutStore:
                 await db.commit()
                 log.warning("schedule %d marked missed: %s", schedule_id, reason)
 
-    # -- DeviceHandler ---------------------------------------------------------------------
-
-    async def on_status(self, message: Status) -> None:
-        async with self.sessions() as db:
-            cluster = await db.get(Cluster, message.cluster_id)
-            if cluster is None:
-                return
-            cluster.online = message.state == "online"
-            cluster.last_seen_at = self.clock()
-            if cluster.status not in (ClusterStatus.RETIRED, ClusterStatus.FAULTY):
-                cluster.status = ClusterStatus(message.state)
-            if message.state == "online":
-                cluster.firmware = message.firmware or cluster.firmware
-                cluster.model = message.model or cluster.model
-                if message.capabilities is not None:
-                    cluster.capabilities = message.capabilities.model_dump()
-            db.add(cluster)
-            await db.commit()
-
-    async def on_heartbeat(self, message: Heartbeat) -> None:
-        async with self.sessions() as db:
-            cluster = await db.get(Cluster, message.cluster_id)
-            if cluster is not None:
-                cluster.last_seen_at = self.clock()
-                db.add(cluster)
-                await db.commit()
+    # -- proof of play (device acks and playback events) -------------------------------
 
     async def on_ack(self, message: Ack) -> None:
-        session_id, _, rest = message.cmd_id.partition(".")
-        if not rest.endswith(".play"):
+        segment, _, rest = message.cmd_id.partition(".")
+        if not rest.endswith((".play", ".stream")):
             return  # acks of other commands carry nothing for proof of play
+        session_id, _k = base_session_id(segment)
         status = PlayRecordStatus.ACKED if message.ok else PlayRecordStatus.NACKED
         await self._advance(session_id, message.cluster_id, status, error_code=message.code)
 
     async def on_event(self, message: Event) -> None:
-        status = _EVENT_STATUS[message.type]
+        status = _EVENT_STATUS.get(message.type)
+        if status is None or message.session_id is None:
+            return  # faults and prefetch reports are the fleet monitor's business
+        session_id, k = base_session_id(message.session_id)
+        if k > 0 and status != PlayRecordStatus.FINISHED and status != PlayRecordStatus.INTERRUPTED:
+            return  # a later segment: its start is not the session's; only its end counts
+        if k > 0:  # the session ends when its last segment (or resumption) does
+            await self._advance(
+                session_id,
+                message.cluster_id,
+                status,
+                finished_at=message.finished_at,
+                interrupted_by=(
+                    base_session_id(message.interrupted_by)[0] if message.interrupted_by else None
+                ),
+            )
+            return
         fields: dict[str, Any] = {"clock_offset_ms": message.clock_offset_ms}
         if message.started_at is not None:
             fields["started_at"] = message.started_at
@@ -221,17 +441,9 @@ class PlayoutStore:
             fields["bytes_downloaded"] = message.bytes_downloaded
         if message.code is not None:
             fields["error_code"] = message.code
-        await self._advance(message.session_id, message.cluster_id, status, **fields)
-
-    async def on_unknown_cluster(self, cluster_id: str, message: DeviceMessage) -> bool:
-        if not self.auto_register or not isinstance(message, Status):
-            return False
-        async with self.sessions() as db:
-            if await db.get(Cluster, cluster_id) is None:
-                db.add(Cluster(id=cluster_id, name=cluster_id))
-                await db.commit()
-                log.info("auto-registered cluster %s", cluster_id)
-        return True
+        if message.interrupted_by is not None:
+            fields["interrupted_by"] = base_session_id(message.interrupted_by)[0]
+        await self._advance(session_id, message.cluster_id, status, **fields)
 
     async def _record(
         self, db: AsyncSession, session_id: str, cluster_id: str

@@ -31,14 +31,9 @@ class StationError(Exception):
 
 
 def media_settings(settings: Settings) -> MediaSettings:
-    media = settings.media
-    return MediaSettings(
-        max_bytes=media.max_upload_mb * 1024 * 1024,
-        max_duration_s=media.max_duration_s,
-        target_lufs=media.target_lufs,
-        true_peak_db=media.true_peak_db,
-        speech_filter=media.speech_filter,
-    )
+    from ._media_library import media_settings as library_media_settings
+
+    return library_media_settings(settings)
 
 
 def _sha256_file(path: Path) -> str:
@@ -58,35 +53,14 @@ async def add_media(
     title: str,
     progress: Callable[[float], None] | None = None,
 ) -> tuple[MediaItem, bool]:
-    """Ingest an audio file; returns (item, created). An identical upload is not stored twice."""
-    import asyncio
+    """Ingest an audio file; returns (item, created). An identical upload is not stored twice.
 
-    source_sha = await asyncio.to_thread(_sha256_file, source)
-    async with sessions() as db:
-        existing = (
-            await db.exec(select(MediaItem).where(MediaItem.source_sha256 == source_sha))
-        ).first()
-        if existing is not None:
-            return existing, False
-    result = await worker.ingest(source, store, media_settings(settings), progress)
-    async with sessions() as db:
-        same = (await db.exec(select(MediaItem).where(MediaItem.sha256 == result.sha256))).first()
-        if same is not None:
-            return same, False
-        item = MediaItem(
-            sha256=result.sha256,
-            source_sha256=result.source_sha256,
-            title=title,
-            duration_ms=result.duration_ms,
-            codec=result.codec,
-            size_bytes=result.size_bytes,
-            loudness_in_lufs=result.loudness_in_lufs,
-            loudness_out_lufs=result.loudness_out_lufs,
-        )
-        db.add(item)
-        await db.commit()
-        await db.refresh(item)
-        return item, True
+    The library (``station._media_library.add_media``) does the work; it also takes topics,
+    language and uploader.
+    """
+    from ._media_library import add_media as add_library_media
+
+    return await add_library_media(sessions, store, worker, settings, source, title, progress)
 
 
 async def create_programme(sessions: Sessions, title: str, media_ids: Sequence[int]) -> Programme:

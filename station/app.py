@@ -12,22 +12,29 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import quote
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 from sqlmodel import col, select
 
 from devices import BrokerAddress, ClusterGateway, EmbeddedBroker, MqttLink
 from devices.protocol import Topics
-from scheduler import Dispatcher, ItemRef
+from scheduler import Dispatcher
 from station.config import Settings
 from station.db import Cluster, ClusterStatus, create_engine_for, session_factory, upgrade_async
 from station.media import MediaStore, MediaWorker, ffmpeg_executable
 
 from . import _keys as keys
+from ._access import BrokerAccess
+from ._delivery import codecs_for_factory, delivery_ctx, url_for_factory
+from ._emergency import EmergencyStore, StationEmergencyTrigger
+from ._fleet_setup import embedded_broker, fleet_watch, monitor_settings, mosquitto_files
 from ._http import setup_routes
+from ._metrics import metrics_ctx
+from ._monitor import DeviceHandlers, FleetMonitor
 from ._playout_store import PlayoutStore
+from .live import live_ctx
+from .upstream import upstream_ctx
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,9 @@ def create_app(settings: Settings, runtime: keys.Runtime | None = None) -> web.A
     app = web.Application(client_max_size=settings.media.max_upload_mb * 1024 * 1024)
     app[keys.SETTINGS] = settings
     app[keys.RUNTIME] = runtime or keys.Runtime()
-    app.cleanup_ctx.extend([_database, _media, _mqtt, _dispatcher])
+    app.cleanup_ctx.extend([_database, _media, delivery_ctx, _mqtt, _dispatcher, fleet_watch])
+    app.cleanup_ctx.extend([upstream_ctx, metrics_ctx])  # station.upstream, /metrics
+    app.cleanup_ctx.append(live_ctx)  # station.live: mounts, Icecast source server
     setup_routes(app)
     return app
 
@@ -47,7 +56,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine_for(settings.database.url)
     app[keys.ENGINE] = engine
     app[keys.SESSIONS] = session_factory(engine)
-    app[keys.STORE] = PlayoutStore(app[keys.SESSIONS], auto_register=settings.devices.auto_register)
+    app[keys.STORE] = PlayoutStore(
+        app[keys.SESSIONS],
+        priorities=settings.playout.priorities,
+        live_url=settings.playout.live_url,
+        misfire_grace_s=settings.scheduler.misfire_grace_s,
+    )
+    app[keys.MONITOR] = FleetMonitor(
+        app[keys.SESSIONS],
+        monitor_settings(settings),
+        auto_register=settings.devices.auto_register,
+    )
+    app[keys.ACCESS] = BrokerAccess(app[keys.SESSIONS], mosquitto_files(settings))
+    await app[keys.ACCESS].refresh()
     try:
         yield
     finally:
@@ -66,14 +87,17 @@ async def _mqtt(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     broker: EmbeddedBroker | None = None
     url = settings.mqtt.url
+    address = None
     if settings.mqtt.embedded:
-        broker = EmbeddedBroker(settings.mqtt.embedded_host, settings.mqtt.embedded_port)
+        broker, login = embedded_broker(settings, app[keys.ACCESS].lookup)
         await broker.start()
         url = broker.url
+        address = replace(BrokerAddress.from_url(url), username=login[0], password=login[1])
     app[keys.RUNTIME].mqtt_url = url
     topics = Topics(settings.station.id)
+    ca_file = str(settings.mqtt.ca_file) if settings.mqtt.ca_file else None
     link = MqttLink(
-        BrokerAddress.from_url(url, str(settings.mqtt.ca_file) if settings.mqtt.ca_file else None),
+        address or BrokerAddress.from_url(url, ca_file),
         settings.mqtt.client_id,
         will=ClusterGateway.will_for(topics),
         keepalive_s=settings.mqtt.keepalive_s,
@@ -82,7 +106,8 @@ async def _mqtt(app: web.Application) -> AsyncIterator[None]:
         reconnect_min_s=settings.mqtt.reconnect_min_s,
         reconnect_max_s=settings.mqtt.reconnect_max_s,
     )
-    gateway = ClusterGateway(link, topics, app[keys.STORE])
+    gateway = ClusterGateway(link, topics, DeviceHandlers(app[keys.STORE], app[keys.MONITOR]))
+    app[keys.ACCESS].gateway = gateway
     gateway.remember(await _known_clusters(app))
     app[keys.LINK], app[keys.GATEWAY] = link, gateway
     await gateway.start()  # registers subscriptions; they are made on every connect
@@ -116,21 +141,32 @@ async def _known_clusters(app: web.Application) -> list[str]:
 
 async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    runtime = app[keys.RUNTIME]
-
-    def url_for(_cluster_id: str, item: ItemRef) -> str:
-        return f"{runtime.public_base_url}/media/{quote(item.sha256)}.{item.codec}"
-
     dispatcher = Dispatcher(
         app[keys.STORE],
         app[keys.GATEWAY],
-        url_for,
+        url_for_factory(app),  # signed per cluster (station/_delivery.py)
+        codecs_for=codecs_for_factory(app),  # each cluster's rendition from its announcement
         timezone=settings.station.timezone,
         lead_s=settings.scheduler.dispatch_lead_s,
         expiry_s=settings.scheduler.play_expiry_s,
         misfire_grace_s=settings.scheduler.misfire_grace_s,
+        horizon_s=settings.scheduler.horizon_s,
+        lookback_s=settings.scheduler.missed_lookback_s,
+        prefetch_ahead_s=settings.scheduler.prefetch_ahead_s,
+        forward_horizon_s=settings.scheduler.forward_horizon_s,
+        emergencies=EmergencyStore(
+            app[keys.SESSIONS],
+            live_url=settings.playout.live_url,
+            misfire_grace_s=settings.scheduler.misfire_grace_s,
+        ),
+        bridge_warmup_s=settings.playout.bridge_warmup_s,
     )
     app[keys.DISPATCHER] = dispatcher
+    app[keys.STORE].online_listeners.append(dispatcher.cluster_online)
+    # Upstream emergency bulletins air through the same path (station/_emergency.py).
+    app[keys.EMERGENCY_TRIGGER] = StationEmergencyTrigger(
+        app[keys.SESSIONS], settings, dispatcher.poke
+    )
     await dispatcher.start()
     try:
         yield

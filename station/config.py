@@ -29,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -36,17 +37,22 @@ from pydantic import (
 )
 
 __all__ = [
+    "AuthSection",
     "ConfigError",
     "DatabaseSection",
     "DevicesSection",
     "HttpSection",
     "LoggingSection",
     "MediaSection",
+    "MetricsSection",
     "MqttBroker",
     "MqttSection",
+    "PlayoutSection",
+    "QuotaSection",
     "SchedulerSection",
     "Settings",
     "StationSection",
+    "UpstreamSection",
     "async_driver_url",
     "load_config",
     "mask_url",
@@ -239,6 +245,20 @@ class HttpSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_base_url: str | None = None
+    # Media URLs are signed per cluster (HMAC-SHA256) with this secret; empty = generated once
+    # and kept in <media.dir>/.url_secret. Never logged.
+    url_secret: SecretStr | None = None
+    # How long a signed media URL stays valid, in seconds.
+    url_ttl_s: int = Field(default=86400, ge=60)
+
+    @field_validator("url_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # empty = generate one
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("public_base_url")
     @classmethod
@@ -260,18 +280,72 @@ class MediaSection(_Section):
     speech_filter: bool = False
     workers: int = Field(default=2, ge=1, le=64)
     ffmpeg: str = Field(default="auto", min_length=1)
+    # Delivery renditions: Opus for receivers that have it, MP3 for those that do not.
+    opus_bitrate: str = Field(default="24k", pattern=r"^[0-9]{1,3}k$")
+    mp3_bitrate: str = Field(default="48k", pattern=r"^[0-9]{1,3}k$")
+    renditions: tuple[typing.Literal["opus", "mp3"], ...] = Field(
+        default=("opus", "mp3"), min_length=1, max_length=2
+    )
+
+    @field_validator("renditions")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each codec at most once")
+        return value
 
 
 class SchedulerSection(_Section):
     dispatch_lead_s: float = Field(default=5.0, ge=0)
     play_expiry_s: float = Field(default=60.0, gt=0)
     misfire_grace_s: float = Field(default=300.0, ge=0)
+    # Recurring schedules: occurrences starting within this horizon get their jobs; missed ones
+    # (station down past their grace) as far back as the lookback are recorded as skipped.
+    horizon_s: float = Field(default=3600.0, gt=0)
+    missed_lookback_s: float = Field(default=86400.0, ge=0)
+    # Store-and-forward: clusters hold the sessions of the next forward_horizon_s (0: off) and
+    # fetch the audio of those starting within prefetch_ahead_s.
+    forward_horizon_s: float = Field(default=86400.0, ge=0)
+    prefetch_ahead_s: float = Field(default=1800.0, ge=0)
 
 
 class DevicesSection(_Section):
     # Register an unknown cluster when it announces itself (retained status message); when
     # false, clusters must be added by an operator first and unknown ones are ignored.
     auto_register: bool = False
+    # Embedded broker only: let clients without a username in (demo/tests). Off = every client
+    # logs in (clusters with their own credentials, the station with a password made at start).
+    allow_anonymous: bool = False
+    # Monitoring [giám sát]: a cluster is offline after ``missed_heartbeats`` intervals of silence.
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)
+    missed_heartbeats: int = Field(default=3, ge=1)
+    clock_offset_max_ms: int = Field(default=500, ge=0)
+    low_cache_bytes: int = Field(default=50_000_000, ge=0)
+    # Link flapping: this many offline transitions within flap_window_min minutes.
+    flap_count: int = Field(default=4, ge=2)
+    flap_window_min: float = Field(default=10.0, gt=0)
+    # How often the monitor checks for silent clusters and reloads credentials (seconds).
+    sweep_s: float = Field(default=5.0, gt=0)
+    # Mosquitto (production broker): files the station keeps up to date, and its pid file for
+    # the SIGHUP that reloads them. Empty = not managed by the station.
+    mosquitto_password_file: Path | None = None
+    mosquitto_acl_file: Path | None = None
+    mosquitto_pid_file: Path | None = None
+
+
+class AuthSection(_Section):
+    # Browser sessions end after this many idle minutes, and at the latest after absolute_hours.
+    session_idle_minutes: int = Field(default=120, ge=1)
+    session_absolute_hours: int = Field(default=12, ge=1)
+    # Failed logins per username and per client address before exponential backoff (HTTP 429).
+    login_max_failures: int = Field(default=5, ge=1)
+    login_backoff_max_s: int = Field(default=900, ge=1)
+    # A programme version must be approved by an approver before it can be scheduled.
+    approval_required: bool = False
+    # An emergency broadcast needs a second user to confirm it.
+    emergency_two_person: bool = False
+    # Largest JSON request body, in kilobytes (uploads use media.max_upload_mb).
+    max_json_kb: int = Field(default=256, ge=1)
 
 
 class LoggingSection(_Section):
@@ -288,6 +362,155 @@ class LoggingSection(_Section):
         return level
 
 
+class QuotaSection(_Section):
+    """Airtime limits of one locality; an empty value means no limit."""
+
+    max_sessions_per_day: int | None = Field(default=None, ge=1)
+    max_minutes_per_session: float | None = Field(default=None, gt=0)
+    max_days_per_week: int | None = Field(default=None, ge=1, le=7)
+    count_relays: bool = True
+
+
+def _default_localities() -> dict[str, QuotaSection]:
+    return {
+        "urban": QuotaSection(
+            max_sessions_per_day=2, max_minutes_per_session=15, max_days_per_week=5
+        ),
+        "rural": QuotaSection(max_minutes_per_session=45),
+    }
+
+
+class PlayoutSection(_Section):
+    # name -> level; higher wins (emergency > bulletin > live > scheduled > relay > idle)
+    priorities: dict[str, int] = Field(
+        default_factory=lambda: {
+            "emergency": 100,
+            "bulletin": 80,
+            "live": 60,
+            "scheduled": 40,
+            "relay": 20,
+            "idle": 0,
+        }
+    )
+    newest_wins: list[str] = Field(default_factory=lambda: ["emergency"])
+    # Where clusters hear a live slot (the station's live stream); none: live slots are silent.
+    live_url: str | None = Field(default=None, max_length=2000)
+    # Emergency broadcasts: volume override, and seconds a legacy bridge's transmitter or
+    # amplifier needs after switching on before audio starts.
+    emergency_volume: int = Field(default=100, ge=0, le=100)
+    bridge_warmup_s: float = Field(default=5.0, ge=0, le=120)
+    quota_exempt: list[str] = Field(default_factory=lambda: ["emergency", "bulletin"])
+    localities: dict[str, QuotaSection] = Field(default_factory=_default_localities)
+    default_locality: str = "rural"
+    village_localities: dict[str, str] = Field(default_factory=dict)
+    cluster_localities: dict[str, str] = Field(default_factory=dict)
+    session_gap_min: float = Field(default=5.0, ge=0)
+    check_weeks: int = Field(default=5, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _names_known(self) -> Self:
+        if not self.priorities:
+            raise ValueError("priorities: at least one level is needed")
+        for key in ("newest_wins", "quota_exempt"):
+            unknown = sorted(set(getattr(self, key)) - set(self.priorities))
+            if unknown:
+                raise ValueError(f"{key}: unknown priority {', '.join(unknown)}")
+        used = {self.default_locality, *self.village_localities.values()}
+        used |= set(self.cluster_localities.values())
+        unknown = sorted(used - set(self.localities))
+        if unknown:
+            raise ValueError(f"unknown locality {', '.join(unknown)}: add it under localities")
+        return self
+
+
+class UpstreamSection(_Section):
+    """The provincial Source Information System [Hệ thống thông tin nguồn]; docs/upstream.md."""
+
+    enabled: bool = False
+    # https://... in production; http:// is accepted (tests, a VPN) and logged as insecure.
+    base_url: str = ""
+    token: SecretStr | None = None  # bearer token of this station; never logged
+    ca_file: Path | None = None  # extra CA bundle for the upstream server (TLS is always verified)
+    timeout_s: float = Field(default=15.0, gt=0)
+    # How often schedules and proof of play are collected into the outbox, and bulletins pulled.
+    push_interval_s: float = Field(default=60.0, gt=0)
+    status_interval_s: float = Field(default=900.0, gt=0)  # cluster status snapshots
+    pull_interval_s: float = Field(default=60.0, gt=0)  # 0 is not allowed: use enabled
+    pull: bool = True
+    # Outbox retries (network errors, 5xx, 429): exponential from retry_min_s to retry_max_s.
+    retry_min_s: float = Field(default=2.0, gt=0)
+    retry_max_s: float = Field(default=600.0, gt=0)
+    # Proof of play is pushed once a record is final, or this long after its start.
+    play_report_after_s: float = Field(default=600.0, ge=0)
+    collect_window_h: float = Field(default=168.0, gt=0)  # how far back collectors look
+    # Webhook POST /upstream/v1/bulletins: HMAC-SHA256 over "<timestamp>.<body>".
+    webhook_secret: SecretStr | None = Field(default=None, min_length=16)
+    webhook_tolerance_s: int = Field(default=300, ge=10)
+    # Emergency bulletins: "never" = trigger at once, "always" = an operator confirms first.
+    emergency_confirm: typing.Literal["never", "always"] = "never"
+    audio_max_mb: int = Field(default=50, ge=1)
+    audio_content_types: tuple[str, ...] = (
+        "audio/mpeg",
+        "audio/ogg",
+        "audio/opus",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/mp4",
+        "audio/aac",
+        "audio/flac",
+        "application/ogg",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// URL such as https://ttn.example.gov.vn/api")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: use upstream.token")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.enabled and not self.base_url:
+            raise ValueError("base_url is required when enabled")
+        if self.retry_max_s < self.retry_min_s:
+            raise ValueError("retry_max_s must be >= retry_min_s")
+        return self
+
+
+class MetricsSection(_Section):
+    enabled: bool = True  # GET /metrics (Prometheus text format)
+    on_time_ms: int = Field(default=500, ge=0)  # a play is on time when |skew| <= this
+
+
+class LiveSection(_Section):
+    """Live and relay mounts (station/live, docs/live.md)."""
+
+    codec: typing.Literal["opus", "mp3"] = "opus"
+    opus_bitrate: str = Field(default="24k", pattern=r"^[0-9]{1,3}k$")
+    mp3_bitrate: str = Field(default="48k", pattern=r"^[0-9]{1,3}k$")
+    listener_buffer_kb: int = Field(default=64, ge=4, le=4096)  # per listener; beyond: skip forward
+    max_skips: int = Field(default=3, ge=0)  # skips in a row, then the listener is dropped
+    dead_after_s: float = Field(default=5.0, gt=0)  # no audio from the source: alert + fallback
+    silence_after_s: float = Field(default=30.0, gt=0)  # quiet this long: alert + fallback
+    silence_db: float = Field(default=-50.0, le=0)
+    # While the source is dead or silent: loop this media item (sha256), else air silence.
+    fallback_media: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    retry_min_s: float = Field(default=1.0, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    # Icecast source clients (PUT/SOURCE, Basic source:<password>); no password = push refused.
+    source_password: SecretStr | None = Field(default=None, min_length=8)
+    source_host: str = "0.0.0.0"
+    source_port: int | None = Field(default=None, ge=0, le=65535)  # None = no source server
+    mqtt: bool = True  # also publish Opus pages on loaxa/v1/<station>/live/<mount>
+    # Scale-out: also push every mount as a source to icecast://source:PW@host:port (+ /<mount>).
+    icecast_push_url: SecretStr | None = None
+
+
 class Settings(_Section):
     station: StationSection = Field(default_factory=StationSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
@@ -295,8 +518,13 @@ class Settings(_Section):
     http: HttpSection = Field(default_factory=HttpSection)
     media: MediaSection = Field(default_factory=MediaSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
+    playout: PlayoutSection = Field(default_factory=PlayoutSection)
     devices: DevicesSection = Field(default_factory=DevicesSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
+    upstream: UpstreamSection = Field(default_factory=UpstreamSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    live: LiveSection = Field(default_factory=LiveSection)
 
     @model_validator(mode="after")
     def _default_client_id(self) -> Self:
@@ -369,6 +597,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
     resolve("media", "dir")
     resolve("mqtt", "ca_file")
+    resolve("upstream", "ca_file")
+    for key in ("mosquitto_password_file", "mosquitto_acl_file", "mosquitto_pid_file"):
+        resolve("devices", key)
     resolve("media", "ffmpeg", only_if_slash=True)
     db = data.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str):
@@ -423,6 +654,8 @@ def _env_value(raw: str, annotation: Any) -> Any:
         return None
     if str in args or Path in args:
         return raw
+    if typing.get_origin(annotation) in (tuple, list):  # "opus,mp3" or "[opus, mp3]"
+        return [part.strip() for part in raw.strip().strip("[]").split(",") if part.strip()]
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
@@ -440,6 +673,7 @@ def _describe(err: Any, sources: Mapping[tuple[str, str], str]) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     got = err.get("input")
     shown = ""
-    if err["type"] != "missing" and isinstance(got, (str, int, float, bool)):
+    secret = any("secret" in part or "password" in part for part in loc)  # never echo those
+    if err["type"] != "missing" and not secret and isinstance(got, (str, int, float, bool)):
         shown = f" (got {(repr(mask_url(got)) if isinstance(got, str) else repr(got))})"
     return f"{where}: {msg}{shown}{origin}"

@@ -30,8 +30,12 @@ async def test_schedule_survives_a_station_restart(
     source = tmp_path / "in.wav"
     await synthesize_programme(source, 2.0)
     item, _ = await add_media(
-        sessions, station.app[keys.MEDIA_STORE], station.app[keys.MEDIA_WORKER], settings,
-        source, "t",
+        sessions,
+        station.app[keys.MEDIA_STORE],
+        station.app[keys.MEDIA_WORKER],
+        settings,
+        source,
+        "t",
     )
     assert item.id is not None
     programme = await create_programme(sessions, "p", [item.id])

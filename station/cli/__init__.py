@@ -10,9 +10,33 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import _clusters, _core, _library
+from . import (
+    _clusters,
+    _core,
+    _fleet,
+    _library,
+    _live,
+    _media,
+    _playout,
+    _reports,
+    _schedules,
+    _upstream,
+    _users,
+)
 
-REGISTRARS = [_core.register, _clusters.register, _library.register]
+REGISTRARS = [
+    _core.register,
+    _clusters.register,
+    _fleet.register,
+    _library.register,
+    _media.register,
+    _playout.register,
+    _schedules.register,
+    _upstream.register,
+    _reports.register,
+    _live.register,
+    _users.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

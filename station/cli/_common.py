@@ -27,9 +27,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def setup_logging(settings: Settings) -> None:
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler()
     if settings.logging.json_format:
-        fmt = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-    logging.basicConfig(level=settings.logging.level, format=fmt)
+        from station._logging import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=settings.logging.level, handlers=[handler])
 
 
 def add_command(

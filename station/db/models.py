@@ -14,7 +14,7 @@ Conventions:
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "Cluster",
     "ClusterKind",
     "ClusterStatus",
+    "InstalledAs",
     "MediaItem",
     "PlayRecord",
     "PlayRecordStatus",
@@ -35,6 +36,8 @@ __all__ = [
     "PlaySessionStatus",
     "Programme",
     "ProgrammeItem",
+    "ProgrammeItemKind",
+    "RecurrenceKind",
     "Schedule",
     "ScheduleStatus",
     "Station",
@@ -77,8 +80,19 @@ class ClusterStatus(StrEnum):
     RETIRED = "retired"
 
 
+class InstalledAs(StrEnum):
+    """How a cluster came to be (the seed's three kinds of cluster work)."""
+
+    NEW_STATION = "new_station"  # thiết lập mới
+    REPLACEMENT = "replacement"  # thay thế
+    EXTENSION = "extension"  # mở rộng
+
+
 class ScheduleStatus(StrEnum):
     PENDING = "pending"
+    # A recurring schedule: a rule that stays on until cancelled or past valid_to. Its
+    # occurrences, not the row, are what gets dispatched (the one-off dispatcher skips it).
+    ACTIVE = "active"
     DISPATCHED = "dispatched"
     DONE = "done"
     MISSED = "missed"
@@ -139,10 +153,35 @@ class Cluster(TableBase, table=True):
     capabilities: dict[str, Any] = Field(default_factory=dict, sa_type=json_dict())
     last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _created()
+    # -- registry (migration fleet_1) --
+    lat: float | None = None
+    lon: float | None = None
+    # fm/wired clusters report nothing themselves: they are reached through this bridge
+    bridge_id: str | None = Field(default=None, max_length=ID_MAX)
+    # DTMF/RDS zone selection code that switches a legacy FM/wired set on
+    zone_code: str | None = Field(default=None, max_length=32)
+    serial: str | None = Field(default=None, max_length=64)
+    imei: str | None = Field(default=None, max_length=32)
+    iccid: str | None = Field(default=None, max_length=32)
+    installed_on: date | None = None
+    installed_as: InstalledAs | None = Field(
+        default=None, sa_type=enum_column(InstalledAs, "installed_as")
+    )
+    retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    replaces: str | None = Field(default=None, max_length=ID_MAX)
+    replaced_by: str | None = Field(default=None, max_length=ID_MAX)
+    # MQTT password hash, Mosquitto's $7$ (PBKDF2-SHA512) format; the password is never stored
+    credential_hash: str | None = Field(default=None, max_length=256)
+    note: str = ""
 
 
 class MediaItem(TableBase, table=True):
-    """One audio file: ``sha256`` names the delivery rendition clusters download."""
+    """One audio item of the library [thư viện].
+
+    ``sha256``/``codec``/``size_bytes`` describe the primary delivery rendition; every
+    rendition (Opus, MP3) is a ``MediaRendition`` row and topics are ``MediaTopic`` rows
+    (``models_media``, migration media_1).
+    """
 
     __tablename__ = "media_items"
 
@@ -156,16 +195,39 @@ class MediaItem(TableBase, table=True):
     loudness_in_lufs: float | None = None
     loudness_out_lufs: float | None = None
     created_at: datetime = _created()
+    # -- library metadata (migration media_1) --
+    language: str = Field(default="vi", max_length=16)  # BCP 47-ish: vi, ctu (Cơ Tu), ...
+    uploader: str = Field(default="", max_length=128)
+    true_peak_out_db: float | None = None
+
+
+class ProgrammeItemKind(StrEnum):
+    MEDIA = "media"
+    RELAY = "relay"  # a stream relayed for duration_ms [tiếp âm]
+    LIVE = "live"  # a live slot of duration_ms [phát trực tiếp]
+    SILENCE = "silence"
+    JINGLE = "jingle"  # a short media item
+
+
+class RecurrenceKind(StrEnum):
+    ONCE = "once"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
 
 
 class Programme(TableBase, table=True):
-    """An ordered list of media items [chương trình]."""
+    """An ordered list of items [chương trình], tagged with topics for reports."""
 
     __tablename__ = "programmes"
 
     id: int | None = Field(default=None, primary_key=True)
     title: str
     created_at: datetime = _created()
+    # -- playout (migration playout_1) --
+    topics: list[str] = Field(default_factory=list, sa_type=sa.JSON())  # reassign to change
+    language: str = Field(default="vi", max_length=16)  # "vi", "ctu" (Cơ Tu), ...
+    version: int = 1  # bumped when the items change: an approval names one version
 
 
 class ProgrammeItem(TableBase, table=True):
@@ -176,7 +238,18 @@ class ProgrammeItem(TableBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     programme_id: int = Field(foreign_key="programmes.id", ondelete="CASCADE")
     position: int
-    media_id: int = Field(foreign_key="media_items.id", ondelete="RESTRICT", index=True)
+    # media and jingle items name a media item; relay, live and silence items do not
+    media_id: int | None = Field(
+        default=None, foreign_key="media_items.id", ondelete="RESTRICT", index=True
+    )
+    # -- playout (migration playout_1) --
+    kind: ProgrammeItemKind = Field(
+        default=ProgrammeItemKind.MEDIA,
+        sa_type=enum_column(ProgrammeItemKind, "programme_item_kind"),
+    )
+    duration_ms: int | None = None  # None for media items: the media item's own duration
+    url: str | None = Field(default=None, max_length=2000)  # the relayed stream
+    title: str = ""
 
 
 class Schedule(TableBase, table=True):
@@ -194,6 +267,24 @@ class Schedule(TableBase, table=True):
     )
     created_at: datetime = _created()
     updated_at: datetime = _updated()
+    # -- playout (migration playout_1) --
+    # For recurring kinds ``start_at`` is the first occurrence; the rule is below, in
+    # ``timezone`` wall-clock time. ``weekdays``: "mon,wed,fri"; ``exceptions``: ISO dates.
+    recurrence: RecurrenceKind = Field(
+        default=RecurrenceKind.ONCE, sa_type=enum_column(RecurrenceKind, "recurrence_kind")
+    )
+    time_of_day: time | None = None
+    weekdays: str = Field(default="", max_length=32)
+    day_of_month: int | None = None
+    valid_from: date | None = None
+    valid_to: date | None = None
+    exceptions: list[str] = Field(default_factory=list, sa_type=sa.JSON())  # reassign to change
+    timezone: str = Field(default="Asia/Ho_Chi_Minh", max_length=64)
+    priority: str = Field(default="scheduled", max_length=32)  # a level of playout.priorities
+    rank: int = 0  # order among overlapping schedules of one priority: lower goes first
+    volume: int | None = None
+    misfire_grace_s: int | None = None  # None: scheduler.misfire_grace_s; 0: skip if late
+    note: str = ""  # e.g. the conflicts the operator accepted
 
 
 def _session_id() -> str:
@@ -217,6 +308,15 @@ class PlaySession(TableBase, table=True):
         default=PlaySessionStatus.PENDING,
         sa_type=enum_column(PlaySessionStatus, "play_session_status"),
     )
+    # -- playout (migration playout_2) --
+    kind: str = Field(default="scheduled", max_length=16)  # scheduled | emergency
+    priority: int = 40  # the ladder level its commands carry (0-100)
+    volume: int | None = None  # an emergency's volume override
+    triggered_by: str | None = Field(default=None, max_length=128)  # who started an emergency
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stopped_by: str | None = Field(default=None, max_length=128)
+    # bridge id -> {"target": "transmitter"|"amplifier", "zone_codes": [...]}: switched on first
+    bridges: dict[str, Any] = Field(default_factory=dict, sa_type=json_dict())
 
 
 class PlayRecord(TableBase, table=True):
@@ -241,3 +341,5 @@ class PlayRecord(TableBase, table=True):
     clock_offset_ms: int | None = None
     error_code: str | None = Field(default=None, max_length=64)
     updated_at: datetime = _updated()
+    # -- playout (migration playout_2) --
+    interrupted_by: str | None = Field(default=None, max_length=64)  # e.g. the emergency's id
