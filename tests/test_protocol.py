@@ -97,3 +97,16 @@ def test_topics_are_namespaced_and_parsed_strictly() -> None:
     assert topics.parse_cluster("loaxa/v1/xa-demo/c/C01/event/x") is None
     with pytest.raises(ValueError):
         Topics("bad/id")
+
+
+def test_a_failed_prefetch_is_reported_by_command_id() -> None:
+    base = {
+        "cluster_id": "C01",
+        "type": "download_failed",
+        "ts": "2026-03-02T23:00:00Z",
+        "code": "checksum_mismatch",
+    }
+    event = decode_device_message("event", json.dumps(base | {"cmd_id": "p1"}).encode())
+    assert event.cmd_id == "p1" and event.session_id is None  # type: ignore[union-attr]
+    with pytest.raises(ProtocolError, match="cmd_id"):
+        decode_device_message("event", json.dumps(base).encode())

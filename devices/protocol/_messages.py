@@ -295,13 +295,13 @@ class Event(_Message):
             raise ValueError(f"{self.type} needs a fault code")
         if self.type in _SESSION_EVENTS and self.session_id is None:
             raise ValueError(f"{self.type} needs a session_id")
+        if self.type == "download_failed" and self.session_id is None and self.cmd_id is None:
+            raise ValueError("download_failed needs a session_id, or a cmd_id for a prefetch")
         return self
 
 
 _FAULT_EVENTS = frozenset({"fault_raised", "fault_cleared"})
-_SESSION_EVENTS = frozenset(
-    {"playback_started", "playback_finished", "playback_interrupted", "download_failed"}
-)
+_SESSION_EVENTS = frozenset({"playback_started", "playback_finished", "playback_interrupted"})
 
 
 def to_utc_iso(value: datetime) -> str:
