@@ -44,7 +44,8 @@ from station.app import RunningStation, start_station  # noqa: E402
 from station.db import Cluster, PlayRecord, PlayRecordStatus  # noqa: E402
 from station.demo import demo_settings  # noqa: E402
 
-WEEK = Path("/work/shared/example-commune/week.csv")
+# The example commune's week (a copy of ../shared/example-commune/week.csv kept in the repo).
+WEEK = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "week.csv"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CLUSTERS = {"OPUS": ["opus", "mp3"], "MP3": ["mp3"]}  # id -> codecs it announces
 
