@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 _PROOF_SUFFIXES = ("/ack", "/event")
 
 
+def _log_ids(message: DeviceMessage) -> dict[str, str]:
+    """``extra=`` for log records: the JSON log formatter prints these as fields."""
+    ids = {"cluster_id": message.cluster_id}
+    session_id = getattr(message, "session_id", None)
+    if session_id:
+        ids["session_id"] = session_id
+    return ids
+
+
 class DeviceHandler(Protocol):
     """What the station does with validated device messages."""
 
@@ -148,7 +157,11 @@ class ClusterGateway:
         try:
             return await self.handler.on_unknown_cluster(cluster_id, decoded)
         except Exception:
-            log.exception("handler failed deciding on unknown cluster %s", cluster_id)
+            log.exception(
+                "handler failed deciding on unknown cluster %s",
+                cluster_id,
+                extra={"cluster_id": cluster_id},
+            )
             return False
 
     async def _dispatch(self, decoded: DeviceMessage, topic: str) -> None:
@@ -163,14 +176,22 @@ class ClusterGateway:
                 await self.handler.on_event(decoded)
         except Exception:  # one failure boundary per inbound message: log, count, carry on
             self.dropped["handler_error"] += 1
-            log.exception("handling message on %s failed", topic)
+            log.exception("handling message on %s failed", topic, extra=_log_ids(decoded))
 
     def _drop(self, reason: str, topic: str, detail: str) -> None:
         self.dropped[reason] += 1
         now = time.monotonic()
         if now - self._last_log > 1.0:  # at most one log line a second under a flood
             self._last_log = now
-            log.warning("dropped MQTT message on %s (%s): %s", topic[:200], reason, detail[:200])
+            parsed = self.topics.parse_cluster(topic)
+            extra = {"cluster_id": parsed[0]} if parsed else {}
+            log.warning(
+                "dropped MQTT message on %s (%s): %s",
+                topic[:200],
+                reason,
+                detail[:200],
+                extra=extra,
+            )
 
     async def _announce(self) -> None:
         payload = station_status_payload(self.topics.station_id, "online")

@@ -254,7 +254,12 @@ class Dispatcher:
                 self._prepared.add(occurrence.session_id)
         failures = await self.forwarder.sync(await self.repository.upcoming_sessions(now, end))
         for cluster_id, error in failures.items():
-            log.info("schedule list to %s not sent (%s): retried next reconcile", cluster_id, error)
+            log.info(
+                "schedule list to %s not sent (%s): retried next reconcile",
+                cluster_id,
+                error,
+                extra={"cluster_id": cluster_id},
+            )
 
     def cluster_online(self, cluster_id: str) -> None:
         """A cluster's birth: it gets its list again (once for a burst of reconnects)."""
@@ -289,10 +294,19 @@ class Dispatcher:
             )
         for firing in result.now:
             if firing.late:
-                log.warning("session %s starts late at %s", firing.spec.session_id, firing.start_at)
+                log.warning(
+                    "session %s starts late at %s",
+                    firing.spec.session_id,
+                    firing.start_at,
+                    extra={"session_id": firing.spec.session_id},
+                )
             self._spawn(self._fire_occurrence(firing))
         for spec in result.missed:
-            log.warning("session %s missed: station was down past its grace", spec.session_id)
+            log.warning(
+                "session %s missed: station was down past its grace",
+                spec.session_id,
+                extra={"session_id": spec.session_id},
+            )
             await self.repository.mark_occurrence_missed(spec, "station_down")
 
     async def _fire_occurrence(self, firing: OccurrenceFiring) -> None:

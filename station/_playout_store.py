@@ -307,7 +307,12 @@ class PlayoutStore:
                 record.error_code = record.error_code or reason
                 db.add(record)
             await db.commit()
-            log.warning("session %s recorded missed: %s", spec.session_id, reason)
+            log.warning(
+                "session %s recorded missed: %s",
+                spec.session_id,
+                reason,
+                extra={"session_id": spec.session_id},
+            )
 
     async def upcoming_sessions(
         self, window_start: datetime, window_end: datetime
@@ -459,7 +464,12 @@ class PlayoutStore:
         async with self.sessions() as db:
             record = await self._record(db, session_id, cluster_id)
             if record is None:
-                log.info("no play record for session %s on %s", session_id, cluster_id)
+                log.info(
+                    "no play record for session %s on %s",
+                    session_id,
+                    cluster_id,
+                    extra={"session_id": session_id, "cluster_id": cluster_id},
+                )
                 return
             if _RANK[status] < _RANK[PlayRecordStatus(record.status)]:
                 return

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devices import BrokerAddress, ClusterGateway, EmbeddedBroker, LastWill, MqttLink
+from devices import (
+    BrokerAddress,
+    ClusterGateway,
+    EmbeddedBroker,
+    InboundMessage,
+    LastWill,
+    MqttLink,
+)
 from devices.protocol import Ack, DeviceMessage, Event, Heartbeat, Status, Topics, encode
 
 
@@ -205,3 +212,17 @@ def test_broker_urls_parse_and_redact() -> None:
     assert "s3cr" not in str(address)
     with pytest.raises(ValueError, match="scheme"):
         BrokerAddress.from_url("http://x")
+
+
+async def test_drop_logs_carry_the_cluster_id_for_json_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from station._logging import JsonFormatter
+
+    topics = Topics("xa")
+    link = MqttLink(BrokerAddress.from_url("mqtt://127.0.0.1:9"), "unused")
+    gateway = ClusterGateway(link, topics, RecordingHandler())
+    with caplog.at_level("WARNING", logger="devices._gateway"):
+        await gateway.handle(InboundMessage(topics.cluster("C07", "heartbeat"), b"{", 1, False))
+    line = json.loads(JsonFormatter().format(caplog.records[-1]))
+    assert line["cluster_id"] == "C07" and "dropped" in line["msg"]
