@@ -55,6 +55,7 @@ from ._session import (
     segment_id,
     segments,
 )
+from ._streams import StreamRoute, StreamRouter
 from ._timeline import ClusterTimeline, Slot, session_for, timeline
 
 __all__ = [
@@ -103,6 +104,8 @@ __all__ = [
     "SilencePart",
     "Slot",
     "StreamPart",
+    "StreamRoute",
+    "StreamRouter",
     "UrlFor",
     "Waiting",
     "admit",

@@ -29,6 +29,7 @@ from ._session import (
     UrlFor,
     segments,
 )
+from ._streams import StreamRoute, StreamRouter, stream_routes
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ class Dispatcher:
         emergency_poll_s: float = 1.0,
         clock: Callable[[], datetime] = _now,
         codecs_for: CodecsFor | None = None,
+        stream_router: StreamRouter | None = None,
     ) -> None:
         self.repository = repository
+        self.stream_router = stream_router
         self.gateway = gateway
         self.url_for = url_for
         self.codecs_for = codecs_for
@@ -359,7 +362,8 @@ class Dispatcher:
         failures: dict[str, str] = {}
         if session.bridges:  # legacy transmitters/amplifiers on first, off after the last item
             await self._bridges(session)
-        for commands in self.segment_commands(session, codecs):
+        routes = await stream_routes(self.stream_router, session)
+        for commands in self.segment_commands(session, codecs, routes):
             results = await gather_sends(self.gateway, commands)
             for cid, exc in results.items():
                 if exc is not None:
@@ -398,9 +402,13 @@ class Dispatcher:
         await gather_sends(self.gateway, off)
 
     def segment_commands(
-        self, session: SessionPlan, codecs: Mapping[str, Sequence[str]] | None = None
+        self,
+        session: SessionPlan,
+        codecs: Mapping[str, Sequence[str]] | None = None,
+        routes: Mapping[str, StreamRoute] | None = None,
     ) -> list[dict[str, Command]]:
-        """Per segment (in order), one command per cluster."""
+        """Per segment (in order), one command per cluster; ``routes`` (by stream URL) give
+        each cluster its own URL of a relay/live stream."""
         issued_at = self.clock()
         codecs = codecs or {}
         found: list[dict[str, Command]] = []
@@ -410,13 +418,14 @@ class Dispatcher:
             for cluster_id in session.cluster_ids:
                 if segment.stream is not None:
                     until = start + timedelta(milliseconds=segment.stream.duration_ms)
+                    route = (routes or {}).get(segment.stream.url)
                     commands[cluster_id] = StreamCommand(
                         id=f"{segment.session_id}.{cluster_id}.stream",
                         issued_at=issued_at,
                         expires_at=until,
                         session_id=segment.session_id,
-                        url=segment.stream.url,
-                        codec=segment.stream.codec,  # type: ignore[arg-type]
+                        url=route.url_for(cluster_id) if route else segment.stream.url,
+                        codec=route.codec if route else segment.stream.codec,  # type: ignore[arg-type]
                         start_at=start,
                         until=until,
                         priority=session.priority,

@@ -507,6 +507,8 @@ class LiveSection(_Section):
     source_host: str = "0.0.0.0"
     source_port: int | None = Field(default=None, ge=0, le=65535)  # None = no source server
     mqtt: bool = True  # also publish Opus pages on loaxa/v1/<station>/live/<mount>
+    # Scheduled live slots air this mount (unless playout.live_url overrides it).
+    studio_mount: str = Field(default="studio", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
     # Scale-out: also push every mount as a source to icecast://source:PW@host:port (+ /<mount>).
     icecast_push_url: SecretStr | None = None
 

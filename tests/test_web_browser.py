@@ -20,6 +20,7 @@ from api_support import PASSWORD, running, settings_for
 
 from simulator import SimulatedFleet
 from station import _keys as keys
+from station._registry import add_village
 from station._services import create_programme, register_clusters
 from station.api import create_user
 from station.app import RunningStation
@@ -378,3 +379,45 @@ async def test_reports(settings: Settings, browser: Browser) -> None:
             href = await link.get_attribute("href")
             report = await page.request.get(str(href))
             assert report.status == 200, await report.text()
+
+
+async def test_cluster_register_bundle_replace_retire_and_map(
+    settings: Settings, browser: Browser
+) -> None:
+    async with running(settings) as station:
+        sessions = station.app[keys.SESSIONS]
+        await create_user(sessions, "tuan", Role.TECHNICIAN, PASSWORD)
+        await add_village(sessions, "V1", "Thôn Đông", 120, 21.02, 105.80)
+        await add_village(sessions, "V2", "Thôn Tây", 80, 21.00, 105.77)
+        async with console_page(browser, station, DESKTOP) as page:
+            await log_in(page, "tuan")
+            await page.get_by_role("link", name="Cụm loa").click()
+            await expect(page.locator('#village-map g[data-village="V1"]')).to_be_visible()
+            await expect(page.locator("#alert-list")).to_contain_text("Không có cảnh báo")
+            # register: the provisioning bundle is shown once
+            await page.get_by_label("Mã cụm loa", exact=True).fill("C21")
+            await page.get_by_role("button", name="Đăng ký", exact=True).click()
+            await expect(page.locator("#lx-status")).to_contain_text("Đã đăng ký cụm loa C21")
+            await expect(page.locator("#bundle-text")).to_contain_text("username=C21")
+            await expect(page.locator("#bundle-text")).to_contain_text("password=")
+            await shot(page, "60-cluster-bundle")
+            # move it to a village, then replace it by a new ICT cluster
+            await page.locator('#cluster-table tr[data-cluster="C21"]').click()
+            await page.get_by_label("Chuyển đến thôn").select_option("V1")
+            await page.get_by_role("button", name="Chuyển", exact=True).click()
+            await expect(page.locator("#lx-status")).to_contain_text("Đã chuyển cụm loa C21")
+            await page.get_by_label("Thay bằng mã mới").fill("C22")
+            await page.get_by_role("button", name="Thay thế").click()
+            await expect(page.locator("#lx-status")).to_contain_text("C21 đã được thay bằng C22")
+            await expect(page.locator("#bundle-text")).to_contain_text("username=C22")
+            await expect(page.locator('#cluster-table tr[data-cluster="C21"]')).to_contain_text(
+                "Đã thu hồi"
+            )
+            await expect(page.locator('#cluster-table tr[data-cluster="C22"]')).to_contain_text(
+                "V1"
+            )
+            await expect(page.locator('#village-grid .tile[data-cluster="C21"]')).to_have_count(0)
+            await page.get_by_label("Cụm loa được chọn").fill("C22")
+            await page.get_by_role("button", name="Phát tiếng bíp nhận diện").click()
+            await expect(page.locator("#lx-status")).to_contain_text("Đã gửi lệnh nhận diện")
+            await shot(page, "61-cluster-replaced")

@@ -130,6 +130,7 @@ def render(
         "api": API_PREFIX,
         "max_upload_mb": settings.media.max_upload_mb,
         "dispatch_lead_s": settings.scheduler.dispatch_lead_s,
+        "emergency_two_person": settings.auth.emergency_two_person,
         **extra,
     }
     html = console.templates.get_template(template).render(context)

@@ -38,6 +38,7 @@ SCREENS: tuple[Screen, ...] = (
     _screen("media"),
     _screen("schedules"),
     _screen("live", Permission.LIVE),
+    _screen("emergency", Permission.EMERGENCY),
     _screen("clusters"),
     _screen("plays"),
     _screen("reports"),

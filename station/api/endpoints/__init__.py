@@ -8,6 +8,8 @@ from . import (
     auth,
     clusters,
     console,
+    emergency,
+    fleet,
     live,
     media,
     plays,
@@ -21,6 +23,7 @@ ROUTERS: list[ApiRouter] = [
     auth.router,
     users.router,
     clusters.router,
+    fleet.router,  # the cluster registry (station/_registry)
     media.router,
     programmes.router,
     schedules.router,
@@ -29,6 +32,7 @@ ROUTERS: list[ApiRouter] = [
     console.router,  # the web console's summaries (station/web)
     live.router,  # live and relay mounts (station/live)
     reports.router,  # activity and inventory reports (station/reports)
+    emergency.router,  # emergency broadcasts (station/_emergency)
 ]
 
 __all__ = ["ROUTERS"]

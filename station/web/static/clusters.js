@@ -1,4 +1,5 @@
-/* Clusters: village grid with status colours, list with filters, register. */
+/* Clusters: village grid and SVG village map, open alerts, list with filters, register (the
+   provisioning bundle shown once), replace / retire / move / identify. */
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const LX = window.LX;
@@ -30,7 +31,57 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!keys.length) box.append(LX.el("p", { class: "muted" }, LX.t("clusters.none")));
   }
 
+  const SVG = "http://www.w3.org/2000/svg";
+  const svg = (tag, attrs, ...children) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return node;
+  };
+
+  /** Villages placed by lat/lon (equirectangular, no tiles): green covered, red not. */
+  function map(villages) {
+    const box = LX.clear($("village-map"));
+    const placed = villages.filter((v) => v.lat !== null && v.lon !== null);
+    if (!placed.length) { box.append(LX.el("p", { class: "muted" }, LX.t("clusters.map_none"))); return; }
+    const lats = placed.map((v) => v.lat), lons = placed.map((v) => v.lon);
+    const [x0, x1, y0, y1] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
+    const W = 320, H = 220, pad = 30;
+    const sx = (lon) => pad + (x1 > x0 ? (lon - x0) / (x1 - x0) : 0.5) * (W - 2 * pad);
+    const sy = (lat) => H - pad - (y1 > y0 ? (lat - y0) / (y1 - y0) : 0.5) * (H - 2 * pad);
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": LX.t("clusters.map"), width: "100%" });
+    for (const v of placed) {
+      const label = `${v.name} (${v.village_id}): ${v.working.length}/${v.working.length + v.not_working.length}`;
+      root.append(svg("g", { "data-village": v.village_id },
+        svg("title", {}, label),
+        svg("circle", { cx: sx(v.lon), cy: sy(v.lat), r: 7 + Math.min(8, v.working.length * 2), fill: v.covered ? "#2e7d32" : "#c62828" }),
+        svg("text", { x: sx(v.lon), y: sy(v.lat) - 12, "text-anchor": "middle", "font-size": 11 }, v.name)));
+    }
+    box.append(root);
+  }
+
+  function alerts(items) {
+    const list = LX.clear($("alert-list"));
+    for (const a of items) {
+      list.append(LX.el("li", { "data-alert": a.id }, `${a.cluster_id}: ${LX.t("alert." + a.kind)} ${a.detail} (${LX.fmt(a.raised_at)})`));
+    }
+    if (!items.length) list.append(LX.el("li", { class: "muted" }, LX.t("clusters.no_alerts")));
+  }
+
+  function villageChoices(villages) {
+    const select = $("move-village");
+    if (!select || select.options.length === villages.length + 1) return;
+    const keep = select.value;
+    LX.clear(select).append(LX.el("option", { value: "" }, ""),
+      ...villages.map((v) => LX.el("option", { value: v.village_id }, `${v.name} (${v.village_id})`)));
+    select.value = keep;
+  }
+
   async function load() {
+    const coverage = await LX.get("/fleet/coverage");
+    map(coverage.villages);
+    villageChoices(coverage.villages);
+    alerts((await LX.get("/alerts?limit=50")).items);
     const q = $("cluster-q").value.trim();
     const status = $("cluster-status").value;
     let path = "/clusters?limit=500";
@@ -41,7 +92,8 @@ document.addEventListener("DOMContentLoaded", () => {
     grid(all);
     const body = LX.clear(document.querySelector("#cluster-table tbody"));
     for (const c of page.items) {
-      body.append(LX.el("tr", { "data-cluster": c.id },
+      const pick = () => { if ($("manage-id")) $("manage-id").value = c.id; };
+      body.append(LX.el("tr", { "data-cluster": c.id, onclick: pick },
         LX.el("td", { "data-label": LX.t("clusters.id") }, c.id),
         LX.el("td", { "data-label": LX.t("clusters.name") }, c.name),
         LX.el("td", { "data-label": LX.t("clusters.village") }, c.village_id || ""),
@@ -63,12 +115,62 @@ document.addEventListener("DOMContentLoaded", () => {
       const id = $("cluster-id").value.trim();
       const name = $("cluster-name").value.trim();
       try {
-        await LX.api("POST", "/clusters", { id, name });
+        const made = await LX.api("POST", "/fleet/clusters", { id, name });
+        showBundle(made.data.bundle);
         LX.say(LX.t("clusters.registered", { id }), "ok");
         form.reset();
         await load();
       } catch (err) { LX.say(LX.problemText(err), "error"); }
     });
   }
+
+  /** The provisioning bundle, shown once (it is never fetched again). */
+  function showBundle(bundle) {
+    const lines = Object.entries(bundle).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`);
+    $("bundle-text").textContent = lines.join("\n");
+    $("bundle").hidden = false;
+  }
+  const copy = $("bundle-copy");
+  if (copy) {
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText($("bundle-text").textContent);
+        LX.say(LX.t("clusters.copied"), "ok");
+      } catch (err) {
+        const range = document.createRange();
+        range.selectNodeContents($("bundle-text"));
+        window.getSelection().removeAllRanges();
+        window.getSelection().addRange(range);
+      }
+    });
+  }
+
+  async function act(fn) {
+    const id = $("manage-id").value.trim();
+    if (!id) { LX.say(LX.t("clusters.pick"), "error"); return; }
+    try { await fn(id); await load(); } catch (err) { LX.say(LX.problemText(err), "error"); }
+  }
+  const on = (button, fn) => { if ($(button)) $(button).addEventListener("click", () => act(fn)); };
+  on("replace-button", async (old) => {
+    const id = $("replace-id").value.trim();
+    if (!id) { LX.say(LX.t("clusters.pick"), "error"); return; }
+    const made = await LX.api("POST", `/clusters/${encodeURIComponent(old)}/replace`, { id });
+    if ($("bundle")) showBundle(made.data.bundle);
+    LX.say(LX.t("clusters.replaced", { old, id }), "ok");
+  });
+  on("retire-button", async (id) => {
+    await LX.api("POST", `/clusters/${encodeURIComponent(id)}/retire`);
+    LX.say(LX.t("clusters.retired", { id }), "ok");
+  });
+  on("move-button", async (id) => {
+    const village = $("move-village").value;
+    if (!village) { LX.say(LX.t("clusters.pick"), "error"); return; }
+    await LX.api("POST", `/clusters/${encodeURIComponent(id)}/move`, { village_id: village });
+    LX.say(LX.t("clusters.moved", { id }), "ok");
+  });
+  on("identify-button", async (id) => {
+    await LX.api("POST", `/clusters/${encodeURIComponent(id)}/identify`, {});
+    LX.say(LX.t("clusters.identify_sent", { id }), "ok");
+  });
   LX.poll(load, 10000);
 });
