@@ -101,8 +101,10 @@ class MqttLink:
         queue_size: int = 10_000,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
+        clean_session: bool = True,
     ) -> None:
         self.address = address
+        self._clean_session = clean_session
         self.timeout_s = timeout_s
         self.keepalive_s = keepalive_s
         self.reconnect_min_s = reconnect_min_s
@@ -202,7 +204,7 @@ class MqttLink:
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv311,
-            clean_session=True,
+            clean_session=self._clean_session,
         )
         if self.address.username:
             client.username_pw_set(self.address.username, self.address.password)

@@ -33,7 +33,8 @@ from ._http import setup_routes
 from ._metrics import metrics_ctx
 from ._monitor import DeviceHandlers, FleetMonitor
 from ._playout_store import PlayoutStore
-from .live import live_ctx
+from .live import LIVE_HUB, live_ctx
+from .live._routing import LIVE_PREFIX, HubRouter
 from .upstream import upstream_ctx
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.STORE] = PlayoutStore(
         app[keys.SESSIONS],
         priorities=settings.playout.priorities,
-        live_url=settings.playout.live_url,
+        # live slots air the hub's studio mount unless playout.live_url overrides it
+        live_url=settings.playout.live_url or f"{LIVE_PREFIX}{settings.live.studio_mount}",
         misfire_grace_s=settings.scheduler.misfire_grace_s,
     )
     app[keys.MONITOR] = FleetMonitor(
@@ -105,6 +107,9 @@ async def _mqtt(app: web.Application) -> AsyncIterator[None]:
         queue_size=settings.mqtt.inbound_queue_size,
         reconnect_min_s=settings.mqtt.reconnect_min_s,
         reconnect_max_s=settings.mqtt.reconnect_max_s,
+        # A persistent session: the broker keeps the QoS 1 events and acks of clusters while
+        # the station is down (killed, restarting), so proof of play is complete after it.
+        clean_session=False,
     )
     gateway = ClusterGateway(link, topics, DeviceHandlers(app[keys.STORE], app[keys.MONITOR]))
     app[keys.ACCESS].gateway = gateway
@@ -141,6 +146,7 @@ async def _known_clusters(app: web.Application) -> list[str]:
 
 async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
+    router = HubRouter(lambda: app.get(LIVE_HUB))  # relay/live slots via the live hub
     dispatcher = Dispatcher(
         app[keys.STORE],
         app[keys.GATEWAY],
@@ -160,6 +166,7 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
             misfire_grace_s=settings.scheduler.misfire_grace_s,
         ),
         bridge_warmup_s=settings.playout.bridge_warmup_s,
+        stream_router=router,
     )
     app[keys.DISPATCHER] = dispatcher
     app[keys.STORE].online_listeners.append(dispatcher.cluster_online)
@@ -172,6 +179,7 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await dispatcher.stop()
+        await router.close()
 
 
 @dataclass
