@@ -43,7 +43,7 @@ class ProvincialServer:
     delay_s: float = 0.0
     duplicate_deliveries: bool = False
     ssl_context: ssl.SSLContext | None = None  # serve HTTPS with this server context
-    _failures: list[int] = field(default_factory=list)
+    _failures: list[tuple[int, str]] = field(default_factory=list)  # (status, path suffix)
     _runner: web.AppRunner | None = None
     port: int = 0
 
@@ -88,8 +88,9 @@ class ProvincialServer:
     async def stop(self) -> None:
         await self.go_down()
 
-    def fail_next(self, count: int, status: int = 503) -> None:
-        self._failures.extend([status] * count)
+    def fail_next(self, count: int, status: int = 503, path_suffix: str = "") -> None:
+        """Fail the next ``count`` requests (only those whose path ends with ``path_suffix``)."""
+        self._failures.extend([(status, path_suffix)] * count)
 
     def add_bulletin(self, bulletin: dict[str, Any]) -> None:
         self.bulletins.append(bulletin)
@@ -123,9 +124,10 @@ class ProvincialServer:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             self.unauthorized += 1
             return web.json_response({"detail": "bad or missing token"}, status=401)
-        if self._failures:
-            status = self._failures.pop(0)
-            return web.json_response({"detail": "simulated failure"}, status=status)
+        for i, (status, suffix) in enumerate(self._failures):
+            if request.path.endswith(suffix):
+                del self._failures[i]
+                return web.json_response({"detail": "simulated failure"}, status=status)
         return None
 
     async def _messages(self, request: web.Request) -> web.Response:
