@@ -476,3 +476,13 @@ def test_compliance_map_names_real_tests() -> None:
     for file, name in named:
         source = (Path(__file__).parent / file).read_text()
         assert re.search(rf"^(async )?def {name}\(", source, re.M), (file, name)
+
+
+def test_xlsx_cells_drop_control_characters_users_may_type() -> None:
+    from openpyxl import Workbook
+
+    from station.reports._export import _xlsx_safe
+
+    sheet = Workbook().create_sheet("t")
+    sheet.append([_xlsx_safe("Cụm\x01 loa\x1f"), _xlsx_safe(3)])  # would raise unsanitised
+    assert [c.value for c in sheet[1]] == ["Cụm loa", 3]

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ._html import render_html
 from ._model import Report, Table, label
@@ -57,6 +58,13 @@ def render_csv(report: Report, lang: str) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+def _xlsx_safe(value: Any) -> Any:
+    """Names typed by users may hold control characters that XLSX cannot store: drop them."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
+
 def render_xlsx(report: Report, lang: str) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -74,7 +82,7 @@ def render_xlsx(report: Report, lang: str) -> bytes:
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            sheet.append(row)
+            sheet.append([_xlsx_safe(value) for value in row])
         for i, column in enumerate(table.columns):
             width = max([len(label(column, lang)), *(len(str(r[i] or "")) for r in rows)])
             sheet.column_dimensions[get_column_letter(i + 1)].width = min(width + 2, 60)
