@@ -2,22 +2,28 @@
 and live over MQTT through Mosquitto.
 
     python bench/live.py [--listeners 100,1000] [--mqtt-listeners 100,1000] [--seconds 10]
+        [--batch-ms 200] [--batch-max-ms 600] [--batch-writes-per-s 2000]
+        [--loop asyncio,uvloop] [--icecast-feed same|ffmpeg]
 
 One process runs the station's live hub (``LiveHub`` + the real ``GET /live/<mount>`` route with
-signed URLs); the mount encodes a lavfi tone (Opus 24k) and pushes the same encoded stream to a
-Debian ``icecast2`` started on a free port (the scale-out sink) and, as Opus pages, through
-Mosquitto (QoS 0). Listeners run in a separate process (this script with ``--worker``), so CPU is
-attributable: station = this process's CPU time over the measured window (the ffmpeg encoder,
-constant whatever N, is not counted); Icecast/Mosquitto = their /proc CPU ticks. Lag: HTTP =
-a page's arrival minus its media time (granule), relative to the earliest such value of the same
-server (so it is the delivery spread the server adds); MQTT = arrival minus the station's
-timestamp in the packet (station emit -> horn); add the encoder's ~0.2 s for mouth-to-horn.
+signed URLs); the mount encodes a lavfi tone (Opus 24k, 100 ms Ogg pages), hands the very same
+pages to a Debian ``icecast2`` started on a free port (``IcecastFeed``: a source PUT; with
+``--icecast-feed ffmpeg`` the station's ``IcecastPush`` sink instead, whose ffmpeg re-mux makes
+1 s pages) and publishes them through Mosquitto (QoS 0). Listeners run in a separate process
+(this script with ``--worker``), so CPU is attributable: station = this process's CPU time over
+the measured window (the ffmpeg encoder, constant whatever N, is not counted); Icecast/Mosquitto =
+their /proc CPU ticks. Lag: HTTP = a page's arrival minus its media time (granule), relative to
+the earliest such value of the same server (so it is the delivery spread the server adds); MQTT =
+arrival minus the station's timestamp in the packet (station emit -> horn); add the encoder's
+~0.2 s for mouth-to-horn. ``--batch-*`` set the HTTP write batches (``live.http_batch_*``);
+``--loop`` runs the whole thing once per event loop, each in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -27,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +46,15 @@ from aiohttp import web  # noqa: E402
 from devices import BrokerAddress, MqttLink  # noqa: E402
 from station import _keys as keys  # noqa: E402
 from station._delivery_state import Delivery, DownloadMeter, UrlSigner  # noqa: E402
-from station.live import LIVE_HUB, PACKET, IcecastPush, LiveHub, MountConfig, MqttSink  # noqa: E402
+from station.live import (  # noqa: E402
+    LIVE_HUB,
+    PACKET,
+    IcecastPush,
+    LiveHub,
+    Mount,
+    MountConfig,
+    MqttSink,
+)
 from station.live._ogg import OggPages  # noqa: E402
 from station.live._routes import setup_live_routes, signed_name  # noqa: E402
 from station.media import ffmpeg_executable  # noqa: E402
@@ -48,6 +63,7 @@ TONE = "lavfi:sine=frequency=440:sample_rate=48000"
 ICECAST_PW = "bench-source-pw"
 LAG_SAMPLED = 50  # listeners whose pages are parsed for lag (the rest only count bytes)
 TICK = os.sysconf("SC_CLK_TCK")
+FEEDS = {"same": "the same Ogg pages", "ffmpeg": "by IcecastPush (ffmpeg re-mux: 1 s pages)"}
 
 
 def free_port() -> int:
@@ -87,6 +103,7 @@ async def http_listener(
             now = time.monotonic()
             if out["measuring"]:
                 out["bytes"] += len(chunk)
+                out["reads"] += 1
             if pages is not None:
                 for _page, granule in pages.feed(chunk):
                     if granule > 0 and out["measuring"]:
@@ -118,7 +135,7 @@ async def mqtt_listener(
 
 
 async def worker(kind: str, url: str, n: int, seconds: float, topic: str) -> None:
-    out: dict[str, Any] = {"bytes": 0, "messages": 0, "lag": [], "measuring": False}
+    out: dict[str, Any] = {"bytes": 0, "messages": 0, "reads": 0, "lag": [], "measuring": False}
     out |= {"connected": 0, "n": n}
     ready = asyncio.Event()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -154,6 +171,7 @@ async def worker(kind: str, url: str, n: int, seconds: float, topic: str) -> Non
             {
                 "bytes": out["bytes"],
                 "messages": out["messages"],
+                "reads": out["reads"],
                 "failed": failed,
                 "lag_p50": pct(lags, 0.5),
                 "lag_p95": pct(lags, 0.95),
@@ -166,7 +184,13 @@ async def worker(kind: str, url: str, n: int, seconds: float, topic: str) -> Non
 
 # ---------------------------------------------------------------------------- station side
 async def measure(
-    kind: str, url: str, n: int, seconds: float, peer_pid: int | None, topic: str = ""
+    kind: str,
+    url: str,
+    n: int,
+    seconds: float,
+    peer_pid: int | None,
+    topic: str = "",
+    publishes: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     rss_before = rss_kb()
     proc = await asyncio.create_subprocess_exec(
@@ -185,13 +209,14 @@ async def measure(
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
-    marks: dict[str, tuple[float, float, float]] = {}
+    marks: dict[str, tuple[float, float, float, int]] = {}
     result: dict[str, Any] = {}
     async for raw in proc.stdout:
         line = raw.decode().strip()
         if line in ("start", "end"):
             peer = proc_cpu_s(peer_pid) if peer_pid else 0.0
-            marks[line] = (time.monotonic(), time.process_time(), peer)
+            sent = publishes() if publishes is not None else 0
+            marks[line] = (time.monotonic(), time.process_time(), peer, sent)
             if line == "start":
                 result["station_rss_per_listener_kb"] = (rss_kb() - rss_before) / n
         elif line.startswith("{"):
@@ -201,6 +226,9 @@ async def measure(
     result["station_cpu_pct"] = 100 * (marks["end"][1] - marks["start"][1]) / wall
     result["peer_cpu_pct"] = 100 * (marks["end"][2] - marks["start"][2]) / wall
     result["kbps_per_listener"] = result["bytes"] * 8 / 1000 / wall / n
+    result["reads_per_s"] = result["reads"] / wall / n  # what the listener's socket yielded
+    # the station's own count of writes per listener (one per published batch)
+    result["writes_per_s"] = (marks["end"][3] - marks["start"][3]) / wall if publishes else None
     return result
 
 
@@ -256,6 +284,44 @@ def start_mosquitto(tmp: Path, port: int) -> subprocess.Popen[bytes] | None:
     )
 
 
+class IcecastFeed:
+    """The mount's own Ogg pages, byte for byte, as an Icecast source (``PUT``): Icecast gets
+    exactly the stream the station's listeners get (the station's ``IcecastPush`` re-muxes
+    through ffmpeg, whose Ogg muxer makes 1 s pages: ``--icecast-feed ffmpeg`` measures that)."""
+
+    def __init__(self, port: int, mount: Mount) -> None:
+        self.port, self.mount = port, mount
+        self._writer: asyncio.StreamWriter | None = None
+        self._failed = False
+
+    async def __call__(self, chunk: bytes, granule: int) -> None:
+        if self._writer is None:
+            if self._failed:
+                return
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            auth = base64.b64encode(f"source:{ICECAST_PW}".encode()).decode()
+            writer.write(
+                f"PUT /{self.mount.name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Basic {auth}\r\nContent-Type: {self.mount.content_type}\r\n"
+                "Ice-Public: 0\r\n\r\n".encode()
+            )
+            status = await reader.readline()
+            if b" 200 " not in status:
+                self._failed = True
+                writer.close()
+                print(f"icecast refused the source: {status!r}", flush=True)
+                return
+            writer.write(self.mount.fanout.header)
+            self._writer = writer
+        self._writer.write(chunk)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+
+
 async def wait_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -270,18 +336,24 @@ async def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 def show(label: str, n: int, r: dict[str, Any], peer: str) -> None:
+    writes = r.get("writes_per_s")
+    per_write = ""
+    if writes:  # CPU per socket write: station CPU (s/s) / (listeners x writes/s)
+        per_write = f"  {r['station_cpu_pct'] / 100 / (n * writes) * 1e6:4.1f} us/write"
     print(
-        f"{label:<22} N={n:<5} station CPU {r['station_cpu_pct']:6.2f}% "
+        f"{label:<22} N={n:<5} CPU {r['station_cpu_pct']:6.2f}% "
         f"({r['station_cpu_pct'] / n * 1000:6.2f} m%/listener)  "
         f"{peer} CPU {r['peer_cpu_pct']:6.2f}%"
         f"  {r['kbps_per_listener']:5.1f} kbit/s each  lag p50 {r['lag_p50'] * 1000:6.0f} ms"
         f" p95 {r['lag_p95'] * 1000:6.0f} ms  failed {r['failed']}"
-        f"  station RSS +{r['station_rss_per_listener_kb']:.1f} KiB/listener",
+        f"  reads/s {r['reads_per_s']:4.1f}"
+        + (f"  writes/s {writes:4.1f}{per_write}" if writes else "")
+        + f"  RSS +{r['station_rss_per_listener_kb']:.1f} KiB/listener",
         flush=True,
     )
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace, loop_name: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="loaxa-bench-live-"))
     ffmpeg = ffmpeg_executable()
     ice_port, mqtt_port = free_port(), free_port()
@@ -293,9 +365,14 @@ async def main(args: argparse.Namespace) -> None:
     setup_live_routes(app)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    config = MountConfig(
+        batch_ms=args.batch_ms,
+        batch_max_ms=max(args.batch_ms, args.batch_max_ms),
+        batch_writes_per_s=args.batch_writes_per_s,
+    )
     hub = LiveHub(
         ffmpeg,
-        MountConfig(),
+        config,
         lambda m, c: f"{base}/live/{m}?{signer.query(c, signed_name(m))}",
         "loaxa/v1/bench",
     )
@@ -307,11 +384,14 @@ async def main(args: argparse.Namespace) -> None:
     link_task = None
     if icecast is not None:
         await wait_port(ice_port)
-        hub.sink_factories.append(
-            lambda m: IcecastPush(
-                ffmpeg, f"icecast://source:{ICECAST_PW}@127.0.0.1:{ice_port}/{m.name}", m
+        if args.icecast_feed == "ffmpeg":
+            hub.sink_factories.append(
+                lambda m: IcecastPush(
+                    ffmpeg, f"icecast://source:{ICECAST_PW}@127.0.0.1:{ice_port}/{m.name}", m
+                )
             )
-        )
+        else:
+            hub.sink_factories.append(lambda m: IcecastFeed(ice_port, m))
     if mosquitto is not None:
         await wait_port(mqtt_port)
         link = MqttLink(BrokerAddress.from_url(f"mqtt://127.0.0.1:{mqtt_port}"), "bench-station")
@@ -322,9 +402,12 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await hub.start("bench", TONE)
         await asyncio.sleep(3)
+        batching = hub.mounts["bench"].fanout.batching
         print(
-            f"# live benchmark: {os.cpu_count()} cores, Opus 24k mono, {args.seconds:g} s windows, "
-            f"HTTP batches of {hub.config.batch_ms} ms, Ogg pages of 100 ms",
+            f"# live benchmark: {os.cpu_count()} cores, {loop_name} event loop, Opus 24k mono, "
+            f"{args.seconds:g} s windows, Ogg pages of 100 ms; station HTTP batches "
+            f"{batching.min_ms}-{batching.max_ms} ms (<= {batching.writes_per_s} writes/s); "
+            f"icecast2 fed {FEEDS[args.icecast_feed]}",
             flush=True,
         )
         idle = await baseline(args.seconds, icecast.pid if icecast else None)
@@ -335,9 +418,16 @@ async def main(args: argparse.Namespace) -> None:
             flush=True,
         )
         for n in args.listeners:
-            r = await measure("http", hub.url_for("bench", "c-1"), n, args.seconds, None)
+            r = await measure(
+                "http",
+                hub.url_for("bench", "c-1"),
+                n,
+                args.seconds,
+                None,
+                publishes=lambda: hub.mounts["bench"].fanout.publishes,
+            )
             r["station_cpu_pct"] -= idle[0]
-            show("station HTTP", n, r, "-")
+            show(f"station HTTP {batching.batch_ms(n):.0f} ms", n, r, "-")
             if icecast is not None:
                 ri = await measure(
                     "http", f"http://127.0.0.1:{ice_port}/bench", n, args.seconds, icecast.pid
@@ -347,7 +437,7 @@ async def main(args: argparse.Namespace) -> None:
                     ri["station_cpu_pct"],
                 )
                 show("icecast2 (peer)", n, ri, "bench proc")
-                if ri["station_cpu_pct"] <= 0:
+                if ri["station_cpu_pct"] < 100 / TICK / args.seconds:  # under one /proc tick
                     print("  -> icecast2's CPU is below /proc's resolution here: use --seconds 30")
                     continue
                 ratio = r["station_cpu_pct"] / ri["station_cpu_pct"]
@@ -407,6 +497,21 @@ def parse() -> argparse.Namespace:
     p.add_argument("--listeners", type=ints, default=[100, 1000])
     p.add_argument("--mqtt-listeners", type=ints, default=[100, 1000])
     p.add_argument("--seconds", type=float, default=10.0)
+    defaults = MountConfig()
+    p.add_argument("--batch-ms", type=int, default=defaults.batch_ms, help="smallest batch")
+    p.add_argument("--batch-max-ms", type=int, default=defaults.batch_max_ms)
+    p.add_argument("--batch-writes-per-s", type=int, default=defaults.batch_writes_per_s)
+    p.add_argument(
+        "--loop",
+        default="asyncio",
+        help="station event loops to measure in turn, e.g. asyncio,uvloop (if installed)",
+    )
+    p.add_argument(
+        "--icecast-feed",
+        choices=["same", "ffmpeg"],
+        default="same",
+        help="same: the station's own Ogg pages verbatim; ffmpeg: the IcecastPush sink",
+    )
     p.add_argument("--worker", choices=["http", "mqtt"])
     p.add_argument("--url", default="")
     p.add_argument("--n", type=int, default=0)
@@ -418,5 +523,18 @@ if __name__ == "__main__":
     a = parse()
     if a.worker:
         asyncio.run(worker(a.worker, a.url, a.n, a.seconds, a.topic))
+    elif "," in a.loop:  # one process per loop: RSS and allocator state start afresh
+        for name in a.loop.split(","):
+            argv = [arg if arg != a.loop else name for arg in sys.argv[1:]]
+            if "--loop" not in argv:
+                argv += ["--loop", name]
+            subprocess.run([sys.executable, __file__, *argv], check=False)
+    elif a.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print("uvloop not installed (pip install uvloop): skipped", flush=True)
+        else:
+            uvloop.run(main(a, a.loop))
     else:
-        asyncio.run(main(a))
+        asyncio.run(main(a, a.loop))

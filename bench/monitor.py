@@ -1,17 +1,21 @@
-"""Heartbeat processing rate of the fleet monitor, batched (as the station runs it) against one
-transaction per heartbeat (the peer baseline), on the same database in the same run.
+"""Device message processing rate of the station, batched (as the station runs it) against one
+transaction per message (the peer baseline), on the same database in the same run:
+heartbeats, wills and births (a reconnect storm), and acks + playback events (proof of play
+of one fan-out, through ``DeviceHandlers`` and ``PlayoutStore``).
 
     python bench/monitor.py [--clusters 2000] [--rounds 3] [--database-url postgresql://...]
 
 Without --database-url a SQLite file in a temporary folder is used. A PostgreSQL URL gets a
 fresh schema for each mode, dropped afterwards. Prints heartbeats per second per round (round 1
-inserts the telemetry rows, later rounds update them) and the time of one offline sweep.
+inserts the telemetry rows, later rounds update them), the time of one offline sweep, then
+wills, births and proof-of-play messages per second.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 import time
@@ -24,11 +28,20 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import sqlalchemy as sa  # noqa: E402
 
-from devices.protocol import Heartbeat  # noqa: E402
-from station._monitor import FleetMonitor, MonitorSettings  # noqa: E402
-from station._services import register_clusters  # noqa: E402
+from devices.protocol import Ack, Event, Heartbeat, Status  # noqa: E402
+from station._monitor import DeviceHandlers, FleetMonitor, MonitorSettings  # noqa: E402
+from station._playout_store import PlayoutStore  # noqa: E402
+from station._services import Sessions, register_clusters  # noqa: E402
 from station.config import sync_driver_url  # noqa: E402
-from station.db import create_engine_for, session_factory, upgrade_async  # noqa: E402
+from station.db import (  # noqa: E402
+    PlayRecord,
+    PlayRecordStatus,
+    PlaySession,
+    Programme,
+    create_engine_for,
+    session_factory,
+    upgrade_async,
+)
 
 
 def _beats(ids: list[str], round_no: int) -> list[Heartbeat]:
@@ -41,6 +54,24 @@ def _beats(ids: list[str], round_no: int) -> list[Heartbeat]:
         ).model_copy(update=extra)
         for cid in ids
     ]  # fmt: skip
+
+
+async def _play_session(sessions: Sessions, ids: list[str]) -> tuple[str, datetime]:
+    now = datetime.now(UTC)
+    async with sessions() as db:
+        programme = Programme(title="bench")
+        db.add(programme)
+        await db.flush()
+        assert programme.id is not None
+        db.add(PlaySession(id="s1-1", programme_id=programme.id, start_at=now, expires_at=now))
+        await db.flush()
+        db.add_all(
+            PlayRecord(session_id="s1-1", cluster_id=c, status=PlayRecordStatus.SENT,
+                       scheduled_start=now)
+            for c in ids
+        )  # fmt: skip
+        await db.commit()
+    return "s1-1", now
 
 
 async def _run(url: str, count: int, rounds: int, batched: bool) -> list[str]:
@@ -67,6 +98,27 @@ async def _run(url: str, count: int, rounds: int, batched: bool) -> list[str]:
         lines.append(
             f"{mode:<24} sweep of {count}: {1000 * (time.perf_counter() - started):.0f} ms"
         )
+        for state in ("offline", "online"):
+            started = time.perf_counter()
+            for cid in ids:
+                await monitor.on_status(Status(cluster_id=cid, state=state))  # type: ignore[arg-type]
+            await monitor.flush()
+            rate = count / (time.perf_counter() - started)
+            what = "wills" if state == "offline" else "births"
+            lines.append(f"{mode:<24} {what}: {rate:8.0f}/s")
+        handlers = DeviceHandlers(PlayoutStore(sessions), monitor)
+        sid, at = await _play_session(sessions, ids)
+        started = time.perf_counter()
+        for cid in ids:
+            await handlers.on_ack(Ack(cluster_id=cid, cmd_id=f"{sid}.{cid}.play", ok=True, ts=at))
+        for cid in ids:
+            await handlers.on_event(
+                Event(cluster_id=cid, type="playback_started", session_id=sid, ts=at,
+                      started_at=at, clock_offset_ms=3)
+            )  # fmt: skip
+        failed = await handlers.flush()
+        rate = 2 * count / (time.perf_counter() - started)
+        lines.append(f"{mode:<24} acks+events: {rate:8.0f}/s (failed {failed})")
     finally:
         await engine.dispose()
     return lines
@@ -93,6 +145,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
+    logging.getLogger("station").setLevel(logging.ERROR)  # one alert line per will otherwise
     for batched in (True, False):
         if args.database_url.startswith("postgresql"):
             schema, url = _pg_schema(args.database_url)

@@ -9,7 +9,8 @@ Measures (best of ``--repeat`` runs, wall time):
   naive dispatcher that keeps one cron job per schedule computes), for the ratio;
 - the timeline of every cluster for one day (preemption rules run over all occurrences);
 - checking one new schedule's quotas and conflicts against all the others.
-Firing jitter needs the dispatcher and is not measured here.
+- with ``--jitter N``: firing jitter of a started Dispatcher (real APScheduler jobs, fake
+  repository and gateway) over N occurrences.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from ._gateway import ClusterGateway, DeviceHandler, gather_sends
 from ._link import BrokerAddress, InboundMessage, LastWill, MqttError, MqttLink, redact_url
 from ._mosquitto import (
     acl_text,
+    make_persistence_dir,
     mosquitto_conf,
     password_file_text,
     reload_mosquitto,
@@ -39,6 +40,7 @@ __all__ = [
     "gather_sends",
     "generate_password",
     "hash_password",
+    "make_persistence_dir",
     "mosquitto_conf",
     "password_file_text",
     "redact_url",

@@ -25,6 +25,9 @@ DEFAULT_ITERATIONS = 1000  # Mosquitto's own default is 101; each check costs ~1
 _SALT_BYTES = 12
 _KEY_BYTES = 64
 
+ANONYMOUS = "anonymous"
+"""The credential of an anonymous login (never a ``$7$`` hash, so never equal to one)."""
+
 CredentialLookup = Callable[[str], str | None]
 """Maps a username (a cluster id) to its stored ``$7$`` hash, or None if it has none."""
 
@@ -87,15 +90,34 @@ class TopicPolicy:
         self.prefix = f"{Topics(self.station_id).prefix}/"
 
     def authenticate(self, username: str | None, password: str | None) -> bool:
+        return self.login(username, password) is not None
+
+    def login(self, username: str | None, password: str | None) -> str | None:
+        """The credential a login is accepted on (the stored hash it matched, or ``ANONYMOUS``),
+        or None if it is refused. Keep it with the session: ``login_holds`` tells later whether
+        that credential is still the current one (a reissue or a retirement revokes it)."""
+        credential = self.current_credential(username)
+        if credential is None:
+            return None
         if username is None:
-            return self.allow_anonymous
+            return credential  # anonymous, and allowed
+        return credential if verify_password(password or "", credential) else None
+
+    def current_credential(self, username: str | None) -> str | None:
+        """What a login as ``username`` is checked against now; None: nobody may log in so."""
+        if username is None:
+            return ANONYMOUS if self.allow_anonymous else None
         if username == self.station_user:
-            stored: str | None = self.station_password_hash
-        elif is_valid_id(username):
-            stored = self.credentials(username)
-        else:
-            stored = None
-        return stored is not None and verify_password(password or "", stored)
+            return self.station_password_hash
+        if is_valid_id(username):
+            return self.credentials(username)
+        return None
+
+    def login_holds(self, username: str | None, credential: str | None) -> bool:
+        """True while the credential a session logged in with is still current: False once the
+        cluster's password was reissued or the cluster retired (or anonymity switched off).
+        A dict lookup and a string compare, cheap enough for every message."""
+        return credential is not None and self.current_credential(username) == credential
 
     def may_publish(self, username: str | None, topic: str) -> bool:
         if not topic.startswith(self.prefix):
@@ -112,10 +134,17 @@ class TopicPolicy:
             return False
         if username == self.station_user:
             return True
+        if self._live(topic_filter):  # live audio packets: any receiver of the station
+            return True
         cluster_id, channel = self._own(topic_filter)
         if cluster_id is None or channel != "cmd":
             return False
         return username is None or username == cluster_id
+
+    def _live(self, topic: str) -> bool:
+        """``<prefix>/live/<mount>`` (no wildcards): MQTT stream commands name it."""
+        parts = topic[len(self.prefix) :].split("/")
+        return len(parts) == 2 and parts[0] == "live" and is_valid_id(parts[1])
 
     def _own(self, topic: str) -> tuple[str | None, str | None]:
         parts = topic[len(self.prefix) :].split("/")

@@ -7,14 +7,21 @@ ACL: nothing secret is ever published retained (see docs/protocol.md).
 With a ``TopicPolicy`` the broker checks every CONNECT, PUBLISH, SUBSCRIBE and delivery against
 it (the two plugin classes below); without one it accepts anyone (tests of other layers only).
 A forbidden publish still gets its PUBACK from amqtt and is dropped silently.
+
+Revocation: each session remembers the credential it logged in with. Once that is no longer the
+cluster's current one (credentials reissued, cluster retired or replaced), every publish,
+subscribe and delivery of the session is refused, and ``end_stale_sessions`` (the station calls
+it whenever it reloads credentials) closes its connection and discards its session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
@@ -23,6 +30,15 @@ from amqtt.session import Session
 from ._auth import TopicPolicy
 
 log = logging.getLogger(__name__)
+
+# The credential a session logged in with, kept on amqtt's Session (which has no slot for it).
+_LOGIN = "_loaxa_login"
+CLOSE_TIMEOUT_S = 5.0  # closing a non-TCP writer (websocket) politely; TCP is aborted at once
+
+
+def _login_of(session: Session) -> str | None:
+    credential = getattr(session, _LOGIN, None)
+    return credential if isinstance(credential, str) else None
 
 
 class PolicyAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
@@ -37,10 +53,11 @@ class PolicyAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
         self._policy: TopicPolicy = self.config.policy
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        ok = self._policy.authenticate(session.username, session.password)
-        if not ok:
+        credential = self._policy.login(session.username, session.password)
+        setattr(session, _LOGIN, credential)
+        if credential is None:
             log.warning("MQTT login refused for user %r", session.username)
-        return ok
+        return credential is not None
 
 
 class PolicyTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
@@ -64,6 +81,8 @@ class PolicyTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         if session is None or topic is None:
             return False
         user = session.username
+        if not self._policy.login_holds(user, _login_of(session)):
+            return False  # revoked since login: end_stale_sessions closes it
         if action == Action.PUBLISH:
             allowed = self._policy.may_publish(user, topic)
         else:  # SUBSCRIBE and RECEIVE: the same rights
@@ -126,3 +145,56 @@ class EmbeddedBroker:
         if self._broker is not None:
             await self._broker.shutdown()
             self._broker = None
+
+    def stale_sessions(self) -> list[str]:
+        """Client ids of sessions whose login credential is no longer current."""
+        if self._broker is None or self.policy is None:
+            return []
+        policy = self.policy
+        return [
+            client_id
+            for client_id, (session, _handler) in list(self._broker.sessions.items())
+            if not policy.login_holds(session.username, _login_of(session))
+        ]
+
+    async def end_stale_sessions(self) -> list[str]:
+        """Disconnect every client whose credentials were revoked since it logged in (reissued,
+        cluster retired or replaced) and discard its session; returns their client ids.
+
+        The station calls it after each credentials reload. Until then such a session can
+        already neither publish nor receive (``PolicyTopicPlugin``)."""
+        ended = [cid for cid in self.stale_sessions() if await self.disconnect(cid)]
+        if ended:
+            log.warning("ended %d MQTT session(s) of revoked credentials: %s", len(ended), ended)
+        return ended
+
+    async def disconnect(self, client_id: str) -> bool:
+        """Close ``client_id``'s connection without its will and discard its session
+        (subscriptions, queued messages); False if the broker has no such session.
+
+        amqtt has no public call for this: the TCP transport is aborted (no drain, so a client
+        that stopped reading cannot stall the station), amqtt's reader then sees the end of the
+        stream and runs its usual disconnect; the session is deleted from its table."""
+        broker = self._broker
+        if broker is None:
+            return False
+        session, handler = broker.sessions.get(client_id, (None, None))
+        if session is None:
+            return False
+        session.will_flag = False  # a revoked login publishes nothing more, not even its will
+        writer = handler.writer if handler is not None else None
+        if isinstance(writer, StreamWriterAdapter):
+            writer.is_closed = True  # amqtt's own close() later becomes a no-op
+            transport = writer._writer.transport  # amqtt exposes no public accessor
+            transport.abort()
+        elif writer is not None:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await writer.close()
+            except (TimeoutError, OSError):
+                log.info("closing MQTT client %s did not finish cleanly", client_id)
+        await broker._delete_session(client_id)  # private too; pops it and its subscriptions
+        log.info(
+            "MQTT client %s (user %r) disconnected by the station", client_id, session.username
+        )
+        return True

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from devices.protocol import (
     DEVICE_TO_STATION,
@@ -55,6 +55,19 @@ class DeviceHandler(Protocol):
     async def on_unknown_cluster(self, cluster_id: str, message: DeviceMessage) -> bool:
         """Return True to accept (and remember) a cluster not yet known."""
         ...
+
+
+@runtime_checkable
+class BatchingHandler(DeviceHandler, Protocol):
+    """A handler that buffers what it writes: the gateway calls ``flush()`` every
+    ``flush_interval_s`` (None: it writes at once; flushed every second anyway) and once
+    more when it stops serving. ``flush`` returns how many messages could not be written
+    since the last call (the handler logged them); they count as ``handler_error``."""
+
+    @property
+    def flush_interval_s(self) -> float | None: ...
+
+    async def flush(self) -> int: ...
 
 
 def station_status_payload(station_id: str, state: str) -> bytes:
@@ -112,6 +125,7 @@ class ClusterGateway:
         """
         proof: asyncio.Queue[InboundMessage] = asyncio.Queue(self.link.messages.maxsize)
         worker = asyncio.create_task(self._drain(proof), name="mqtt-inbound-proof")
+        flusher = asyncio.create_task(self._flush_every(), name="mqtt-inbound-flush")
         try:
             while True:
                 message = await self.link.messages.get()
@@ -123,9 +137,33 @@ class ClusterGateway:
                 else:
                     await self.handle(message)
         finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            for task in (worker, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            # Stopping: what was received (the broker has our PUBACK for it) is handled and
+            # written, not left in a queue or a buffer.
+            for queue in (proof, self.link.messages):
+                while not queue.empty():
+                    await self.handle(queue.get_nowait())
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Have a batching handler write what it buffered (failures logged there, counted)."""
+        handler = self.handler
+        if isinstance(handler, BatchingHandler):
+            try:
+                self.dropped["handler_error"] += await handler.flush()
+            except Exception:
+                self.dropped["handler_error"] += 1
+                log.exception("flushing the handler's buffered messages failed")
+
+    async def _flush_every(self) -> None:
+        while True:
+            handler = self.handler
+            interval = handler.flush_interval_s if isinstance(handler, BatchingHandler) else None
+            await asyncio.sleep(interval or 1.0)
+            await self.flush()
 
     async def _drain(self, queue: asyncio.Queue[InboundMessage]) -> None:
         while True:

@@ -136,7 +136,8 @@ class MqttLink:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout or self.timeout_s)
+            async with asyncio.timeout(timeout or self.timeout_s):
+                await self._connected.wait()
         except TimeoutError:
             raise MqttError(f"not connected to {self.address} after {timeout}s") from None
 
@@ -194,7 +195,8 @@ class MqttLink:
             self._disconnected = self._loop.create_future()
             self._client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._disconnected), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    await asyncio.shield(self._disconnected)
         self._connected.clear()
 
     # -- connection -------------------------------------------------------------------------
@@ -236,7 +238,8 @@ class MqttLink:
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttError(f"connect failed: {paho.error_string(rc)}")
         try:
-            reason = await asyncio.wait_for(self._connect_result, self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                reason = await self._connect_result
         except TimeoutError:
             self._client.disconnect()
             raise MqttError("no CONNACK from broker") from None
@@ -260,7 +263,8 @@ class MqttLink:
     ) -> None:
         future = pending.setdefault(mid, self._loop.create_future())
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout or self.timeout_s)
+            async with asyncio.timeout(timeout or self.timeout_s):
+                await asyncio.shield(future)
         except TimeoutError:
             raise MqttError(
                 f"{what}: no acknowledgement within {timeout or self.timeout_s}s"

@@ -3,7 +3,8 @@
 The ACL gives each cluster (username = cluster id) its own topics through ``%u`` patterns and the
 station user everything under its station prefix. Files are written atomically (temp file +
 rename, mode 0640) and Mosquitto is told to reload them with SIGHUP.
-Mosquitto drops privileges to user ``mosquitto``: the files must be readable by it.
+Mosquitto drops privileges to user ``mosquitto``: the files must be readable by it, and the
+persistence folder (sessions and queued QoS 1 messages, kept across restarts) writable.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 from devices.protocol import DEVICE_TO_STATION, Topics
 
 log = logging.getLogger(__name__)
+
+PERSISTENCE_DIR = "data"  # beside the generated files, unless told otherwise
+AUTOSAVE_INTERVAL_S = 60
 
 
 def password_file_text(entries: Iterable[tuple[str, str]]) -> str:
@@ -43,6 +47,7 @@ def acl_text(station_id: str, station_user: str) -> str:
     ]
     lines += [f"pattern write {prefix}/c/%u/{channel}" for channel in DEVICE_TO_STATION]
     lines.append(f"pattern read {prefix}/c/%u/cmd")
+    lines.append(f"pattern read {prefix}/live/+")  # live audio packets (MQTT stream commands)
     return "\n".join(lines) + "\n"
 
 
@@ -55,8 +60,21 @@ def mosquitto_conf(
     certfile: str | None = None,
     keyfile: str | None = None,
     extra: Iterable[str] = (),
+    persistence_dir: Path | None = None,
+    autosave_interval_s: int = AUTOSAVE_INTERVAL_S,
 ) -> str:
-    """A mosquitto.conf using ``passwd`` and ``acl`` in ``directory``."""
+    """A mosquitto.conf using ``passwd`` and ``acl`` in ``directory``.
+
+    Persistence is on, in ``persistence_dir`` (default ``directory/data``; create it with
+    ``make_persistence_dir``): the station's persistent session (``clean_session=False``) and
+    the QoS 1 messages queued for it (clusters' acks, events: proof of play) survive a broker
+    restart. Mosquitto saves on a clean stop and every ``autosave_interval_s`` seconds, so a
+    crash loses at most that much (``autosave_on_changes`` would rewrite the whole database
+    every N changes instead: heavy writes on a station's SD card during a fleet-wide burst).
+    """
+    if autosave_interval_s < 1:
+        raise ValueError("autosave_interval_s must be at least 1 (0 saves only on shutdown)")
+    store = persistence_dir if persistence_dir is not None else directory / PERSISTENCE_DIR
     lines = [
         "# loaxa: generated Mosquitto 2.0 configuration",
         "per_listener_settings false",
@@ -65,7 +83,9 @@ def mosquitto_conf(
         f"acl_file {directory / 'acl'}",
         # The default (1000) silently drops QoS 1 messages beyond it; 0 (unlimited) is buggy.
         "max_queued_messages 100000",
-        "persistence false",
+        "persistence true",
+        f"persistence_location {store}/",  # Mosquitto wants the trailing slash
+        f"autosave_interval {autosave_interval_s}",
         f"listener {port} {bind}".rstrip(),
     ]
     if tls_port is not None and certfile and keyfile:
@@ -76,6 +96,21 @@ def mosquitto_conf(
         ]
     lines += list(extra)
     return "\n".join(lines) + "\n"
+
+
+def make_persistence_dir(path: Path) -> None:
+    """Create Mosquitto's persistence folder (mode 0750, owned by user ``mosquitto`` when that
+    user exists and we may chown: Mosquitto writes ``mosquitto.db`` there as that user)."""
+    path.mkdir(mode=0o750, parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError, LookupError):
+        _give_to_mosquitto_user(path)
+
+
+def _give_to_mosquitto_user(path: Path) -> None:
+    import grp
+    import pwd
+
+    os.chown(path, pwd.getpwnam("mosquitto").pw_uid, grp.getgrnam("mosquitto").gr_gid)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o640) -> None:

@@ -5,33 +5,46 @@ Imports ``devices`` (to send) and nothing from ``station``; the station provides
 pure: functions of (schedules, now) on aware datetimes.
 """
 
+from ._bridges import (
+    BridgeNeed,
+    SwitchOff,
+    held_until,
+    needs_of,
+    session_length,
+    switch_off,
+    zone_codes_on,
+)
 from ._conflicts import Conflict, find_conflicts
-from ._dispatcher import Dispatcher, ScheduleRepository
+from ._dispatcher import BridgeSwitch, Dispatcher, OnAir, PreemptionRepository, ScheduleRepository
 from ._due import OccurrenceFiring, OccurrencePlan, OccurrenceSpec, plan_occurrences
 from ._emergency import (
+    BridgeHolds,
     EmergencyPlan,
     EmergencyRepository,
     EmergencyRunner,
     EmergencyWork,
-    Resumption,
     bridge_targets,
-    session_length,
 )
 from ._forward import Forwarder
 from ._plan import Firing, Plan, ScheduleSpec, plan, play_command_id, session_id_for, skew_ms
 from ._preempt import (
     Action,
+    Aired,
     ClusterState,
+    Comeback,
     Decision,
     Playing,
     Position,
+    Replay,
     Session,
     Waiting,
     admit,
     advance,
     arbitrate,
+    clashing,
     finish,
     rejoin,
+    replay,
 )
 from ._priority import DEFAULT_LEVELS, PriorityLadder
 from ._programme import ItemKind, ProgrammeItemSpec, ProgrammeSpec
@@ -40,6 +53,7 @@ from ._recurrence import WEEKDAYS, Recurrence, RecurrenceKind, local_at, parse_w
 from ._rules import Occurrence, ScheduleRule, expand, occurrences
 from ._session import (
     RESUME_BASE,
+    SEGMENT_GUARD_MS,
     BridgePower,
     CodecsFor,
     ItemRef,
@@ -49,9 +63,11 @@ from ._session import (
     SessionPlan,
     SilencePart,
     StreamPart,
+    Tail,
     UrlFor,
     base_session_id,
     resume_id,
+    resume_tail,
     segment_id,
     segments,
 )
@@ -61,12 +77,18 @@ from ._timeline import ClusterTimeline, Slot, session_for, timeline
 __all__ = [
     "DEFAULT_LEVELS",
     "RESUME_BASE",
+    "SEGMENT_GUARD_MS",
     "WEEKDAYS",
     "Action",
+    "Aired",
+    "BridgeHolds",
+    "BridgeNeed",
     "BridgePower",
+    "BridgeSwitch",
     "ClusterState",
     "ClusterTimeline",
     "CodecsFor",
+    "Comeback",
     "Conflict",
     "Decision",
     "Dispatcher",
@@ -82,10 +104,12 @@ __all__ = [
     "OccurrenceFiring",
     "OccurrencePlan",
     "OccurrenceSpec",
+    "OnAir",
     "Part",
     "Plan",
     "Playing",
     "Position",
+    "PreemptionRepository",
     "PriorityLadder",
     "ProgrammeItemSpec",
     "ProgrammeSpec",
@@ -94,7 +118,7 @@ __all__ = [
     "Recurrence",
     "RecurrenceKind",
     "RenditionRef",
-    "Resumption",
+    "Replay",
     "ScheduleRepository",
     "ScheduleRule",
     "ScheduleSpec",
@@ -106,6 +130,8 @@ __all__ = [
     "StreamPart",
     "StreamRoute",
     "StreamRouter",
+    "SwitchOff",
+    "Tail",
     "UrlFor",
     "Waiting",
     "admit",
@@ -114,22 +140,29 @@ __all__ = [
     "base_session_id",
     "bridge_targets",
     "check_quotas",
+    "clashing",
     "expand",
     "find_conflicts",
     "finish",
+    "held_until",
     "local_at",
+    "needs_of",
     "occurrences",
     "parse_weekdays",
     "plan",
     "plan_occurrences",
     "play_command_id",
     "rejoin",
+    "replay",
     "resume_id",
+    "resume_tail",
     "segment_id",
     "segments",
     "session_for",
     "session_id_for",
     "session_length",
     "skew_ms",
+    "switch_off",
     "timeline",
+    "zone_codes_on",
 ]

@@ -9,24 +9,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from devices import ClusterGateway, gather_sends
-from devices.protocol import Command, MediaRef, PlayCommand, StreamCommand
+from devices.protocol import Command, MediaRef, PlayCommand, PowerCommand, StreamCommand
 
+from ._bridges import BridgeNeed, Output, needs_of, session_length, switch_off, zone_codes_on
 from ._due import OccurrenceFiring, OccurrenceSpec, plan_occurrences
-from ._emergency import EmergencyRepository, EmergencyRunner, power_commands, session_length
+from ._emergency import EmergencyRepository, EmergencyRunner
 from ._forward import Forwarder
 from ._plan import Firing, ScheduleSpec, plan, play_command_id
+from ._preempt import Action, Aired, Comeback, Position, replay
+from ._priority import on_air_rank
 from ._session import (
+    SEGMENT_GUARD_MS,
+    BridgePower,
     CodecsFor,
     ItemRef,
     SessionPlan,
     UrlFor,
+    resume_tail,
     segments,
 )
 from ._streams import StreamRoute, StreamRouter, stream_routes
@@ -74,8 +81,161 @@ class ScheduleRepository(Protocol):
     async def mark_missed(self, schedule_id: int, reason: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class OnAir:
+    """A session that went on air: as the preemption rules see it, and as sent."""
+
+    aired: Aired
+    plan: SessionPlan
+
+
+@runtime_checkable
+class PreemptionRepository(Protocol):
+    async def on_air(self, window_start: datetime, window_end: datetime) -> list[OnAir]:
+        """Sessions dispatched (emergencies too, ended or stopped) starting in the window,
+        each on the clusters that did not fail it."""
+        ...
+
+    async def record_interrupted(self, session_id: str, cluster_id: str, by: str | None) -> None:
+        """It will not come back on this cluster: proof of play says interrupted (by ``by``)."""
+        ...
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class BridgeSwitch:
+    """Legacy bridges' outputs on and off (I/O; the decision is ``scheduler._bridges``).
+
+    Every session that needs a bridge holds its output from its ``power`` on until its end
+    (dispatched programmes, resumptions, emergencies). An output is switched off when a holder
+    ends (or is stopped) and no session needs it then: broadcasts back to back, an emergency
+    and the programme it cut, keep it on between them.
+    """
+
+    def __init__(
+        self,
+        gateway: ClusterGateway,
+        scheduler: AsyncIOScheduler,
+        clock: Callable[[], datetime],
+        *,
+        warmup_s: float,
+        expiry: timedelta,
+    ) -> None:
+        self.gateway = gateway
+        self.scheduler = scheduler
+        self.clock = clock
+        self.warmup_s = warmup_s
+        self.expiry = expiry
+        self._needs: dict[str, list[BridgeNeed]] = {}  # session id -> its needs
+        self._powered: set[Output] = set()  # switched on (or maybe on, after a restart)
+        self._lock = asyncio.Lock()
+        self.switched_off = 0
+
+    def needs(self) -> list[BridgeNeed]:
+        return [n for found in self._needs.values() for n in found]
+
+    async def hold(
+        self,
+        session_id: str,
+        bridges: Mapping[str, BridgePower],
+        since: datetime,
+        until: datetime,
+        *,
+        switch_on: bool = True,
+        timer: bool = True,
+    ) -> dict[str, str]:
+        """``session_id`` needs ``bridges`` from ``since`` until ``until``: switch them on
+        (unless ``switch_on`` is False: rebuilt after a restart, they were) and check at
+        ``until`` (``timer``) whether they can go off. Returns the sends that failed."""
+        async with self._lock:
+            now = self.clock()
+            mine = needs_of(session_id, bridges, since, until)
+            self._needs[session_id] = mine
+            self._powered.update(n.output for n in mine if n.since <= now)
+            if timer:
+                self._timer(session_id, until)
+            if not switch_on or not mine:
+                return {}
+            everyone = self.needs()
+            batches: list[dict[str, Command]] = []
+            for need in mine:
+                command = self._command(
+                    need, on=True, now=now, codes=zone_codes_on(everyone, need, now)
+                )
+                batch = next((b for b in batches if need.bridge not in b), None)
+                if batch is None:
+                    batches.append(batch := {})
+                batch[need.bridge] = command
+            failures: dict[str, str] = {}
+            for batch in batches:
+                for cid, exc in (await gather_sends(self.gateway, batch)).items():
+                    if exc is not None:
+                        failures.setdefault(cid, str(exc))
+            return failures
+
+    def release(self, session_id: str, at: datetime) -> None:
+        """``session_id`` needs its bridges no longer after ``at`` (stopped or ended early)."""
+        found = self._needs.get(session_id)
+        if found:
+            self._needs[session_id] = [
+                replace(n, until=min(n.until, max(at, n.since))) for n in found
+            ]
+
+    async def switch_off_idle(self) -> None:
+        """Switch off every output no session needs now; forget the needs that are over."""
+        async with self._lock:
+            now = self.clock()
+            decision = switch_off(self.needs(), self._powered, now)
+            batches: list[dict[str, Command]] = []
+            for (bridge, target), codes in decision.off:
+                need = BridgeNeed("", bridge, target, now, now, codes)
+                batch = next((b for b in batches if bridge not in b), None)
+                if batch is None:
+                    batches.append(batch := {})
+                batch[bridge] = self._command(need, on=False, now=now, codes=codes)
+                self._powered.discard((bridge, target))
+            self._needs = {
+                sid: found
+                for sid, found in self._needs.items()
+                if any(n.until > now for n in found)
+            }
+            for batch in batches:
+                for cid, exc in (await gather_sends(self.gateway, batch)).items():
+                    self.switched_off += exc is None
+                    if exc is not None:
+                        log.warning(
+                            "bridge %s not switched off (%s)",
+                            cid,
+                            exc,
+                            extra={"cluster_id": cid},
+                        )
+
+    def _timer(self, session_id: str, until: datetime) -> None:
+        self.scheduler.add_job(
+            self.switch_off_idle,
+            "date",
+            run_date=until,
+            id=f"power-off-{session_id}",
+            replace_existing=True,
+            misfire_grace_time=None,  # however late: the check still runs
+            coalesce=True,
+        )
+
+    def _command(
+        self, need: BridgeNeed, *, on: bool, now: datetime, codes: Sequence[str]
+    ) -> PowerCommand:
+        stamp = int(now.timestamp() * 1000)
+        return PowerCommand(
+            id=f"power.{need.bridge}.{need.target}.{'on' if on else 'off'}.{stamp}",
+            issued_at=now,
+            expires_at=now + self.expiry,
+            target=need.target,  # type: ignore[arg-type]
+            on=on,
+            warmup_s=self.warmup_s if on else 0,
+            zone_codes=list(codes),
+        )
 
 
 class Dispatcher:
@@ -101,12 +261,18 @@ class Dispatcher:
         clock: Callable[[], datetime] = _now,
         codecs_for: CodecsFor | None = None,
         stream_router: StreamRouter | None = None,
+        preemptions: PreemptionRepository | None = None,
+        preempt_lookback_s: float = 6 * 3600.0,
+        resume_delay_s: float = 0.5,
     ) -> None:
         self.repository = repository
         self.stream_router = stream_router
         self.gateway = gateway
         self.url_for = url_for
         self.codecs_for = codecs_for
+        # A bridge is powered on when its session is dispatched and needs ``bridge_warmup_s``
+        # before the start: dispatch at least that early, or bridged sets would start late.
+        lead_s = max(lead_s, bridge_warmup_s)
         self.lead = timedelta(seconds=lead_s)
         self.expiry = timedelta(seconds=expiry_s)
         self.misfire_grace = timedelta(seconds=misfire_grace_s)
@@ -128,30 +294,39 @@ class Dispatcher:
             codecs_for=codecs_for,
             prefetch_ahead=timedelta(seconds=prefetch_ahead_s),
             expiry=self.expiry,
+            bridge_warmup=timedelta(seconds=bridge_warmup_s),  # held sessions' power specs
+        )
+        # Preemption: clusters arbitrate clashes; the station brings back what was preempted
+        # (``preempt``). The emergency store serves the sessions unless another is given.
+        if preemptions is None and isinstance(emergencies, PreemptionRepository):
+            preemptions = emergencies
+        self.preemptions = preemptions
+        self.preempt_lookback = timedelta(seconds=preempt_lookback_s)
+        self.resume_delay = timedelta(seconds=resume_delay_s)
+        self._comebacks: set[tuple[str, str, datetime]] = set()  # acted on (session, cluster, at)
+        self._preempt_lock = asyncio.Lock()
+        self.resumed = 0
+        # A bridge gets ``power`` on when the session is dispatched (start - lead, and the lead
+        # is at least the warm-up) and warms up for ``bridge_warmup_s``.
+        self.bridges = BridgeSwitch(
+            gateway, self.scheduler, clock, warmup_s=bridge_warmup_s, expiry=self.expiry
         )
         self.emergency: EmergencyRunner | None = None
         if emergencies is not None:
             self.emergency = EmergencyRunner(
                 emergencies,
                 gateway,
-                self.segment_commands,
-                url_for,
+                self.session_commands,
                 self.scheduler,
                 clock,
+                self.bridges,
                 start_delay_s=emergency_delay_s,
                 warmup_s=bridge_warmup_s,
                 expiry=self.expiry,
+                ended=self.preempt,
             )
         self.emergency_poll_s = emergency_poll_s
-        # A bridge gets ``power`` on when the session is dispatched (start - lead) and warms up
-        # for this long: keep it <= dispatch_lead_s or bridged sets start late by the rest.
         self.bridge_warmup_s = bridge_warmup_s
-        if bridge_warmup_s > lead_s:
-            log.warning(
-                "bridge warm-up %.1f s exceeds the dispatch lead %.1f s: bridged sets start late",
-                bridge_warmup_s,
-                lead_s,
-            )
         self._prepared: set[str] = set()  # sessions made ahead (by session id)
         self._forward_pending = False
         self._forward_lock = asyncio.Lock()
@@ -161,6 +336,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         self.scheduler.start()
+        await self._rebuild_bridges()
         await self.reconcile()
         self.scheduler.add_job(
             self.reconcile,
@@ -171,16 +347,31 @@ class Dispatcher:
             max_instances=1,
         )
         if self.emergency is not None:
-            # Emergencies started elsewhere (the CLI) are picked up within a poll.
-            self.scheduler.add_job(
-                self.emergency.run,
-                "interval",
-                seconds=self.emergency_poll_s,
-                id="emergencies",
-                coalesce=True,
-                max_instances=1,
-            )
+            # Emergencies started elsewhere (the CLI) are picked up within a poll (one look
+            # after another: a slow pass never has the next one skipped over it).
+            self.emergency.poll_every(self.emergency_poll_s)
             await self.emergency.run()
+        # After the emergencies' holds are back: what nothing needs now goes off.
+        await self.bridges.switch_off_idle()
+
+    async def _rebuild_bridges(self) -> None:
+        """After a restart: the sessions pending or on air hold their bridges again (their
+        ``power`` on went out, or goes out at dispatch); those that ended meanwhile leave
+        their outputs to be switched off."""
+        now = self.clock()
+        found = await self.repository.upcoming_sessions(
+            now - self.preempt_lookback, now + self.horizon
+        )
+        for session in found:
+            if session.bridges:
+                await self.bridges.hold(
+                    session.session_id,
+                    session.bridges,
+                    session.start_at - self.lead,
+                    session.start_at + session_length(session),
+                    switch_on=False,
+                    timer=session.start_at + session_length(session) > now,
+                )
 
     def poke(self) -> None:
         """An emergency was started or stopped in this process: act now, not at the poll."""
@@ -226,6 +417,7 @@ class Dispatcher:
             log.warning("schedule %d missed: station was down past its grace", schedule_id)
             await self.repository.mark_missed(schedule_id, "station_down")
         await self._reconcile_occurrences()
+        await self.preempt()
 
         await self.forward()
 
@@ -370,6 +562,8 @@ class Dispatcher:
                     failures.setdefault(cid, str(exc))
         await self.repository.record_dispatch(schedule_id, session.session_id, failures)
         self.dispatched += 1
+        if self.preemptions is not None:  # it may preempt, or be held off by, another
+            self._spawn(self.preempt())
         log.info(
             "session %s: sent to %d clusters (%d failed), start %s",
             session.session_id,
@@ -381,25 +575,120 @@ class Dispatcher:
 
     async def _bridges(self, session: SessionPlan) -> None:
         now = self.clock()
-        on = power_commands(
-            session.bridges, on=True, now=now, warmup_s=self.bridge_warmup_s, expiry=self.expiry
-        )
-        await gather_sends(self.gateway, on)
-        self.scheduler.add_job(
-            self._power_off,
-            "date",
-            run_date=session.start_at + session_length(session),
-            args=[session],
-            id=f"power-off-{session.session_id}",
-            replace_existing=True,
-            misfire_grace_time=3600,
-            coalesce=True,
-        )
+        end = session.start_at + session_length(session)
+        failures = await self.bridges.hold(session.session_id, session.bridges, now, end)
+        for cid, error in failures.items():
+            log.warning(
+                "bridge %s not switched on for %s (%s)",
+                cid,
+                session.session_id,
+                error,
+                extra={"cluster_id": cid, "session_id": session.session_id},
+            )
 
-    async def _power_off(self, session: SessionPlan) -> None:
+    async def session_commands(self, session: SessionPlan) -> list[dict[str, Command]]:
+        """``segment_commands`` with each cluster's renditions and the stream routes."""
+        codecs = await self.codecs_for(session.cluster_ids) if self.codecs_for else None
+        routes = await stream_routes(self.stream_router, session)
+        return self.segment_commands(session, codecs, routes)
+
+    # -- preemption: what a higher session cut comes back when it ends ---------------------
+
+    async def preempt(self) -> None:
+        """One pass: rebuild what went on air from the database (``replay``), bring back the
+        preempted sessions whose preemptor ended (resume at their position, or record them
+        interrupted) and set the timer for the next one. Safe to run any time, repeatedly."""
+        if self.preemptions is None:
+            return
+        try:
+            async with self._preempt_lock:
+                await self._preempt(self.preemptions)
+        except Exception:
+            log.exception("preemption pass failed; the next reconcile retries")
+
+    async def _preempt(self, repository: PreemptionRepository) -> None:
         now = self.clock()
-        off = power_commands(session.bridges, on=False, now=now, warmup_s=0, expiry=self.expiry)
-        await gather_sends(self.gateway, off)
+        on_air = await repository.on_air(now - self.preempt_lookback, now + self.horizon)
+        result = replay([o.aired for o in on_air], now)
+        plans = {o.plan.session_id: o for o in on_air}
+        groups: dict[tuple[str, datetime, Position], list[Comeback]] = {}
+        for comeback in result.due:
+            d = comeback.decision
+            key = (d.session_id, comeback.cluster, d.at)
+            if key in self._comebacks or d.session_id not in plans:
+                continue
+            back = d.action in (Action.RESUME, Action.START) and d.position is not None
+            if back and now < plans[d.session_id].aired.session.window_end:
+                assert d.position is not None
+                groups.setdefault((d.session_id, d.at, d.position), []).append(comeback)
+                continue
+            await repository.record_interrupted(d.session_id, comeback.cluster, comeback.by)
+            self._comebacks.add(key)
+            log.info(
+                "session %s on %s will not come back (%s, cut by %s)",
+                d.session_id,
+                comeback.cluster,
+                d.reason or d.action,
+                comeback.by,
+                extra={"session_id": d.session_id, "cluster_id": comeback.cluster},
+            )
+        for (session_id, at, position), comebacks in groups.items():
+            # A cluster ends a programme of k segments (k - 1) guards after its nominal end.
+            by = plans.get(comebacks[0].by or "")
+            guards = max(0, len(segments(by.plan)) - 1) if by is not None else 0
+            delay = self.resume_delay + timedelta(milliseconds=SEGMENT_GUARD_MS * guards)
+            await self._resume(plans[session_id].plan, at, position, comebacks, now, delay)
+            self._comebacks.update((session_id, c.cluster, at) for c in comebacks)
+        if result.next_at is not None:
+            self.scheduler.add_job(
+                self.preempt,
+                "date",
+                run_date=max(result.next_at, now),
+                id="preempt",
+                replace_existing=True,
+                misfire_grace_time=None,
+                coalesce=True,
+            )
+
+    async def _resume(
+        self,
+        session: SessionPlan,
+        at: datetime,
+        position: Position,
+        comebacks: list[Comeback],
+        now: datetime,
+        delay: timedelta,
+    ) -> None:
+        offset_ms = round(position.offset.total_seconds() * 1000)
+        clusters = sorted(c.cluster for c in comebacks)
+        start_at = max(at, now) + delay
+        tail = resume_tail(session, position.item, offset_ms, at, start_at, clusters, self.expiry)
+        if tail is None:
+            return
+        bridges = {b: p for b, p in session.bridges.items() if b in clusters}
+        if bridges:  # a resumed programme needs its bridges again (on if they went off)
+            end = tail.plan.start_at + session_length(tail.plan)
+            await self.bridges.hold(tail.plan.session_id, bridges, now, end)
+        batches = await self.session_commands(tail.plan)
+        if batches and tail.offset_ms:  # the first media run starts where it stopped
+            batches[0] = {
+                cid: c.model_copy(update={"start_at": tail.start_at, "offset_ms": tail.offset_ms})
+                if isinstance(c, PlayCommand)
+                else c
+                for cid, c in batches[0].items()
+            }
+        for commands in batches:
+            await gather_sends(self.gateway, commands)
+        self.resumed += len(clusters)
+        log.info(
+            "session %s comes back on %d clusters at %s (%s, %d ms in)",
+            session.session_id,
+            len(clusters),
+            start_at.isoformat(),
+            comebacks[0].decision.action,
+            offset_ms,
+            extra={"session_id": session.session_id},
+        )
 
     def segment_commands(
         self,
@@ -408,7 +697,7 @@ class Dispatcher:
         routes: Mapping[str, StreamRoute] | None = None,
     ) -> list[dict[str, Command]]:
         """Per segment (in order), one command per cluster; ``routes`` (by stream URL) give
-        each cluster its own URL of a relay/live stream."""
+        each cluster its own URL of a relay/live stream, or its MQTT topic (MQTT-only)."""
         issued_at = self.clock()
         codecs = codecs or {}
         found: list[dict[str, Command]] = []
@@ -419,16 +708,24 @@ class Dispatcher:
                 if segment.stream is not None:
                     until = start + timedelta(milliseconds=segment.stream.duration_ms)
                     route = (routes or {}).get(segment.stream.url)
+                    # an MQTT-only receiver gets the topic of the live packets, no URL
+                    topic = route.topic_for(cluster_id) if route else None
+                    url = segment.stream.url if route is None else None
+                    if route is not None and topic is None:
+                        url = route.url_for(cluster_id)
                     commands[cluster_id] = StreamCommand(
                         id=f"{segment.session_id}.{cluster_id}.stream",
                         issued_at=issued_at,
                         expires_at=until,
                         session_id=segment.session_id,
-                        url=route.url_for(cluster_id) if route else segment.stream.url,
+                        transport="mqtt" if topic else "http",
+                        topic=topic,
+                        url=url,
                         codec=route.codec if route else segment.stream.codec,  # type: ignore[arg-type]
                         start_at=start,
                         until=until,
                         priority=session.priority,
+                        rank=on_air_rank(session.rank),
                         volume=session.volume,
                     )
                     continue
@@ -440,6 +737,7 @@ class Dispatcher:
                     start_at=start,
                     volume=session.volume,
                     priority=session.priority,
+                    rank=on_air_rank(session.rank),
                     items=[
                         self._media_ref(cluster_id, item.for_codecs(codecs.get(cluster_id)))
                         for item in segment.items
@@ -464,6 +762,7 @@ class Dispatcher:
                 start_at=session.start_at,
                 volume=session.volume,
                 priority=session.priority,
+                rank=on_air_rank(session.rank),
                 items=[
                     self._media_ref(cluster_id, item.for_codecs(codecs.get(cluster_id)))
                     for item in session.items

@@ -7,6 +7,10 @@ and whenever the cluster comes (back) online: its last list may be stale or lost
 starting within ``prefetch_ahead`` also get a ``prefetch`` so the audio is cached even on
 clusters that ignore schedule lists. The ``play`` sent ``lead`` before start stays: clusters
 dedupe by session id, so whichever arrives first wins and nothing plays twice.
+
+A bridge's held sessions carry ``power``: the output it switches itself, ``bridge_warmup``
+before the start, so its legacy FM/wired sets hear the session even when the link is down at
+start (``scheduler._bridges.held_power``, from the same needs the dispatcher switches by).
 """
 
 from __future__ import annotations
@@ -17,13 +21,25 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from devices import ClusterGateway, gather_sends
-from devices.protocol import Command, MediaRef, PrefetchCommand, ScheduleCommand, SessionSpec
+from devices.protocol import (
+    Command,
+    MediaRef,
+    PowerSpec,
+    PrefetchCommand,
+    ScheduleCommand,
+    SessionSpec,
+)
 
+from ._bridges import HeldPower, held_needs, held_power
+from ._priority import on_air_rank
 from ._session import CodecsFor, ItemRef, SessionPlan, UrlFor, segments
 
 log = logging.getLogger(__name__)
 
 MAX_SESSIONS = 200  # protocol v1: a schedule list carries at most 200 sessions
+
+
+UNKNOWN = ""  # a cluster's last list is unknown (never a digest): its next list always goes
 
 
 class Forwarder:
@@ -36,6 +52,7 @@ class Forwarder:
         codecs_for: CodecsFor | None = None,
         prefetch_ahead: timedelta = timedelta(minutes=30),
         expiry: timedelta = timedelta(minutes=1),
+        bridge_warmup: timedelta = timedelta(seconds=5),
     ) -> None:
         self.gateway = gateway
         self.url_for = url_for
@@ -43,14 +60,16 @@ class Forwarder:
         self.codecs_for = codecs_for
         self.prefetch_ahead = prefetch_ahead
         self.expiry = expiry
+        self.bridge_warmup = bridge_warmup
         self._sent_lists: dict[str, str] = {}  # cluster id -> digest of the last list it got
         self._prefetched: set[tuple[str, str]] = set()  # (session id, cluster id)
         self.lists_sent = 0
         self.prefetches_sent = 0
 
     def forget(self, cluster_id: str) -> None:
-        """The cluster (re)connected: its next sync re-sends its list and prefetches."""
-        self._sent_lists.pop(cluster_id, None)
+        """The cluster (re)connected: its next sync re-sends its list and prefetches. Its list
+        goes out even when empty: it may still hold sessions withdrawn while it was away."""
+        self._sent_lists[cluster_id] = UNKNOWN
         self._prefetched = {k for k in self._prefetched if k[1] != cluster_id}
 
     async def sync(self, sessions: Sequence[SessionPlan]) -> dict[str, str]:
@@ -60,8 +79,11 @@ class Forwarder:
             (s for s in sessions if s.start_at + timedelta(seconds=1) > now),
             key=lambda s: (s.start_at, s.session_id),
         )
-        clusters = sorted({cid for s in upcoming for cid in s.cluster_ids} | set(self._sent_lists))
-        codecs = await self.codecs_for(clusters) if self.codecs_for and clusters else {}
+        targeted = sorted({cid for s in upcoming for cid in s.cluster_ids})
+        clusters = sorted(set(targeted) | set(self._sent_lists))
+        # Codecs only pick renditions: a cluster with nothing upcoming needs none (a reconnect
+        # storm of 10,000 births must not read 10,000 announcements every half second).
+        codecs = await self.codecs_for(targeted) if self.codecs_for and targeted else {}
         lists: dict[str, Command] = {}
         digests: dict[str, str] = {}
         prefetches: dict[str, Command] = {}
@@ -73,7 +95,10 @@ class Forwarder:
             if self._sent_lists.get(cid) != digest:
                 digests[cid] = digest
                 lists[cid] = ScheduleCommand(
-                    id=f"sched.{cid}.{digest[:16]}",
+                    # Unique per send (a device ignores a command id it has seen): a list
+                    # equal to an earlier one (A, B, then A again; or empty twice) must count.
+                    # Ids are per cluster, so the cluster id need not be in it (64 chars max).
+                    id=f"sched.{digest[:12]}.{now.timestamp() * 1000:.0f}",
                     issued_at=now,
                     expires_at=now + self.expiry,
                     sessions=specs,
@@ -101,7 +126,8 @@ class Forwarder:
             if exc is None:
                 self._sent_lists[cid] = digests[cid]
                 self.lists_sent += 1
-            else:
+            else:  # it may have arrived or not: send its list next time, empty or not
+                self._sent_lists[cid] = UNKNOWN
                 failures[cid] = str(exc)
         for cid, exc in (await gather_sends(self.gateway, prefetches)).items():
             if exc is None:
@@ -116,6 +142,9 @@ class Forwarder:
     def _specs(
         self, cluster_id: str, sessions: Iterable[SessionPlan], codecs: Sequence[str] | None
     ) -> list[SessionSpec]:
+        sessions = list(sessions)
+        warmup = self.bridge_warmup
+        power = held_power(held_needs(sessions, cluster_id, warmup), warmup)
         specs = []
         for session in sessions:
             for segment in segments(session):
@@ -129,7 +158,9 @@ class Forwarder:
                         expires_at=session.expires_at + (start - session.start_at),
                         items=[self._ref(cluster_id, i.for_codecs(codecs)) for i in segment.items],
                         priority=session.priority,
+                        rank=on_air_rank(session.rank),  # offline too, the timeline's order
                         volume=session.volume,
+                        power=_power_specs(power.get(segment.session_id)),
                     )
                 )
         return specs
@@ -145,6 +176,19 @@ class Forwarder:
         )
 
 
+def _power_specs(held: Sequence[HeldPower] | None) -> list[PowerSpec] | None:
+    if not held:
+        return None  # not a bridge for this session: the field is left out
+    return [
+        PowerSpec(
+            target=h.target,  # type: ignore[arg-type]  # a protocol PowerTarget
+            warmup_s=h.warmup_s,
+            zone_codes=list(h.zone_codes),
+        )
+        for h in held
+    ]
+
+
 def _unique(items: Iterable[ItemRef]) -> list[ItemRef]:
     seen: dict[str, ItemRef] = {}
     for item in items:
@@ -155,8 +199,9 @@ def _unique(items: Iterable[ItemRef]) -> list[ItemRef]:
 def _digest(specs: Sequence[SessionSpec]) -> str:
     # URLs are signed per call and may change: the list's identity is what plays when.
     key = "|".join(
-        f"{s.session_id},{s.start_at.timestamp()},{s.priority},{s.volume},"
+        f"{s.session_id},{s.start_at.timestamp()},{s.priority},{s.rank},{s.volume},"
         + ",".join(i.sha256 for i in s.items)
+        + "".join(f";{p.target}:{p.warmup_s}:{'/'.join(p.zone_codes)}" for p in s.power or ())
         for s in specs
     )
     return hashlib.sha256(key.encode()).hexdigest()

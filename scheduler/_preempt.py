@@ -8,11 +8,13 @@ dispatcher and the timeline use the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from ._priority import on_air_rank
 from ._programme import ProgrammeItemSpec
 
 _ZERO = timedelta(0)
@@ -20,7 +22,8 @@ _ZERO = timedelta(0)
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A broadcast competing for clusters. Higher ``(priority, -rank)`` wins."""
+    """A broadcast competing for clusters. The higher ``key`` wins: priority, then the operator's
+    order among schedules of one level (the lower ``rank`` first); equal keys, the newcomer."""
 
     id: str
     priority: int
@@ -32,7 +35,14 @@ class Session:
 
     @property
     def key(self) -> tuple[int, int]:
-        return (self.priority, -self.rank)
+        # Exactly the pair a cluster compares: ``priority`` and the ``rank`` it is sent.
+        return (self.priority, on_air_rank(self.rank))
+
+
+def arrival_order(session: Session) -> tuple[datetime, int, int, str]:
+    """Sessions arriving at the same instant: the higher first (the other then queues
+    behind it rather than cutting it at once), then by id, so every pass decides the same."""
+    return (session.start, -session.key[0], -session.key[1], session.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +150,11 @@ def admit(
     current = playing.session
     if session.key > current.key:
         return _preempt(state, playing, session, now)
-    if session.key == current.key and current.newest_wins:
+    if session.key == current.key:
+        if not current.newest_wins:
+            # A tie goes to the newcomer, as on a cluster (docs/protocol.md); the one on air
+            # waits and comes back after it.
+            return _preempt(state, playing, session, now)
         reason = f"replaced by newer {session.id}"
         new_state = ClusterState(Playing(session, START, now), state.waiting)
         return new_state, [
@@ -208,3 +222,122 @@ def arbitrate(
 ) -> dict[str, tuple[ClusterState, list[Decision]]]:
     """``admit`` on every targeted cluster (a cluster with no state is idle)."""
     return {c: admit(states.get(c, ClusterState()), session, now) for c in sorted(clusters)}
+
+
+# -- what went on air: the dispatcher's preemption state, rebuilt from the sessions ---------
+
+
+@dataclass(frozen=True, slots=True)
+class Aired:
+    """A session sent to ``clusters`` (from its ``session.start``); ``stopped_at`` if it was
+    stopped before its end (an emergency stopped by the operator)."""
+
+    session: Session
+    clusters: frozenset[str]
+    stopped_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comeback:
+    """What becomes of a session a higher one preempted (or held off) on one cluster, once that
+    one ends: ``RESUME``/``START`` at ``decision.position`` from ``decision.at``, else
+    ``INTERRUPTED``/``SKIPPED``/``IGNORE`` (it will not play there); ``by`` cut it."""
+
+    cluster: str
+    decision: Decision
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    due: tuple[Comeback, ...]  # decided at or before ``now``
+    next_at: datetime | None  # the next comeback after ``now`` (look again then)
+
+
+_COMEBACKS = frozenset(
+    {Action.RESUME, Action.START, Action.INTERRUPTED, Action.SKIPPED, Action.IGNORE}
+)
+
+
+def clashing(sessions: Iterable[Session]) -> set[str]:
+    """Ids of the sessions whose ``[start, window_end)`` overlaps another's: the only ones
+    that can preempt or be preempted (on clusters they share)."""
+    found: set[str] = set()
+    active: list[Session] = []
+    for session in sorted(sessions, key=lambda s: s.start):
+        active = [a for a in active if a.window_end > session.start]
+        if active:
+            found.add(session.id)
+            found.update(a.id for a in active)
+        active.append(session)
+    return found
+
+
+def replay(aired: Iterable[Aired], now: datetime) -> Replay:
+    """Run the rules over what went on air, per cluster, and say which preempted sessions come
+    back (or are recorded interrupted) at or before ``now``, and when the next one is due.
+
+    Clusters decide who plays when sessions clash (the higher priority, then the higher
+    ``rank`` they are sent, then the newcomer: docs/protocol.md) but never bring a loser back:
+    the station does, from this. Clusters and these rules compare the same key (``Session.key``),
+    so the pass sees what the clusters did, and what the timeline showed. A pure function of the
+    sessions and ``now``: after a restart the same sessions give the same decisions.
+    """
+    per_cluster: dict[str, list[Aired]] = {}
+    for a in aired:
+        if not a.session.items:
+            continue
+        for cluster in a.clusters:
+            per_cluster.setdefault(cluster, []).append(a)
+    due: list[Comeback] = []
+    next_at: datetime | None = None
+    for cluster in sorted(per_cluster):
+        for comeback in _replay_cluster(cluster, per_cluster[cluster]):
+            if comeback.decision.at <= now:
+                due.append(comeback)
+            elif next_at is None or comeback.decision.at < next_at:
+                next_at = comeback.decision.at
+                break  # later ones on this cluster depend on what happens until then
+    return Replay(tuple(due), next_at)
+
+
+def _replay_cluster(cluster: str, aired: list[Aired]) -> list[Comeback]:
+    arrivals = deque(sorted(aired, key=lambda a: arrival_order(a.session)))
+    stops = sorted(
+        ((a.stopped_at, a.session.id) for a in aired if a.stopped_at is not None),
+        key=lambda s: s[0],
+    )
+    state = ClusterState()
+    by: dict[str, str] = {}  # waiting session -> the one that cut it
+    found: list[Comeback] = []
+    while arrivals or stops or state.playing is not None:
+        playing = state.playing
+        end = playing.ends_at if playing is not None else None
+        stop_at = stops[0][0] if stops else None
+        arrive_at = arrivals[0].session.start if arrivals else None
+        times = [t for t in (end, stop_at, arrive_at) if t is not None]
+        if not times:
+            break
+        at = min(times)
+        # An end at the same instant as an arrival goes first: back-to-back does not clash.
+        if playing is not None and end == at:
+            state, decisions = finish(state, playing.session.id, at)
+            from_finish = True
+        elif stop_at == at:
+            _, sid = stops.pop(0)
+            state, decisions = finish(state, sid, at)
+            from_finish = True
+        else:
+            a = arrivals.popleft()
+            if a.stopped_at is not None and a.stopped_at <= a.session.start:
+                continue  # stopped before it began
+            state, decisions = admit(state, a.session, at)
+            from_finish = False
+        for d in decisions:
+            if d.action == Action.PREEMPT and d.other is not None:
+                by[d.other] = d.session_id
+            elif d.action == Action.QUEUE and d.other is not None:
+                by[d.session_id] = d.other
+            if (from_finish and d.action in _COMEBACKS) or d.action == Action.IGNORE:
+                found.append(Comeback(cluster, d, d.other or by.get(d.session_id)))
+    return found

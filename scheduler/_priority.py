@@ -15,6 +15,19 @@ DEFAULT_LEVELS: Mapping[str, int] = {
     "idle": 0,
 }
 
+# The bound of ``rank`` on the wire (``devices.protocol.RANK_LIMIT``; a test keeps them equal).
+RANK_LIMIT = 1_000_000
+
+
+def on_air_rank(rank: int) -> int:
+    """The ``rank`` a cluster is sent for the operator's ``rank`` among schedules of one level.
+
+    The operator's lower rank goes first; a cluster lets the higher ``(priority, rank)`` win,
+    like priority (docs/protocol.md), so the sign flips. The preemption rules compare the same
+    pair (``Session.key``): what the timeline shows is what a cluster does, link up or down.
+    """
+    return max(-RANK_LIMIT, min(RANK_LIMIT, -rank))
+
 
 @dataclass(frozen=True, slots=True)
 class PriorityLadder:

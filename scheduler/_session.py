@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,8 @@ class SessionPlan:
     """One broadcast of a schedule: who plays what, when.
 
     ``parts`` is the whole programme in order (media, streams, silences); empty means
-    ``items`` only. ``priority`` is the ladder level (0-100) the commands carry.
+    ``items`` only. ``priority`` is the ladder level (0-100) the commands carry; ``rank`` the
+    operator's order among schedules of that level (lower first; sent as ``on_air_rank``).
     """
 
     session_id: str
@@ -90,6 +91,7 @@ class SessionPlan:
     parts: tuple[Part, ...] = ()
     priority: int = 50
     bridges: Mapping[str, BridgePower] = field(default_factory=dict)  # bridge id -> power
+    rank: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +113,13 @@ def base_session_id(segment: str) -> tuple[str, int]:
     ``<id>~r<n>``, counts as a later segment: ``RESUME_BASE + n``)."""
     base, sep, k = segment.rpartition("~")
     if sep and k.isdigit():
-        return base, int(k)
-    if sep and k[:1] == "r" and k[1:].isdigit():
-        return base, RESUME_BASE + int(k[1:])
-    return segment, 0
+        index = int(k)
+    elif sep and k[:1] == "r" and k[1:].isdigit():
+        index = RESUME_BASE + int(k[1:])
+    else:
+        return segment, 0
+    root, inner = base_session_id(base)  # a later segment of a resumption: <id>~r<n>~<k>
+    return root, inner or index
 
 
 RESUME_BASE = 1000
@@ -161,6 +166,74 @@ def segments(session: SessionPlan) -> list[Segment]:
         offset += part.duration_ms
     flush()
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The rest of a preempted session, sent again as ``plan`` (its own id, ``<id>~r<n>``):
+    its first media run starts ``offset_ms`` in, at ``start_at``."""
+
+    plan: SessionPlan
+    start_at: datetime
+    offset_ms: int
+
+
+def resume_tail(
+    session: SessionPlan,
+    item: int,
+    offset_ms: int,
+    at: datetime,
+    start_at: datetime,
+    cluster_ids: list[str],
+    expiry: timedelta,
+) -> Tail | None:
+    """What to send so that ``session`` continues from part ``item``, ``offset_ms`` into it, as
+    decided at ``at``, starting at ``start_at``: a media item where it stopped; a relay or live
+    slot rejoins what is on air (the time between ``at`` and ``start_at`` is skipped too). The
+    later parts whose segments were due before ``at`` (held off by the higher session) come
+    along; segments still ahead were sent already and play at their own time. None: nothing left.
+    """
+    parts: list[Part] = list(session.parts or session.items)
+    if not 0 <= item < len(parts):
+        return None
+    nominal, acc = [], 0
+    for part in parts:
+        nominal.append(acc)
+        acc += part.duration_ms
+    late = max(0, round((start_at - at).total_seconds() * 1000))
+    tail: list[Part] = []
+    first_offset = 0
+    for i in range(item, len(parts)):
+        part = parts[i]
+        opens = i > item and not (isinstance(part, ItemRef) and isinstance(parts[i - 1], ItemRef))
+        if opens and session.start_at + timedelta(milliseconds=nominal[i]) >= at:
+            break  # sent at dispatch: the cluster still holds it
+        if i > item:
+            tail.append(part)
+        elif isinstance(part, ItemRef):
+            first_offset = offset_ms
+            tail.append(part)
+        elif isinstance(part, StreamPart):
+            left = part.duration_ms - offset_ms - late
+            if left > 0:
+                tail.append(replace(part, duration_ms=left))
+        elif part.duration_ms - offset_ms - late > 0:
+            tail.append(SilencePart(part.duration_ms - offset_ms - late))
+    if not any(not isinstance(p, SilencePart) for p in tail):
+        return None
+    n = max(1, int((at - session.start_at).total_seconds()))
+    shifted = start_at - timedelta(milliseconds=first_offset)
+    plan = replace(
+        session,
+        session_id=resume_id(session.session_id, n),
+        start_at=shifted,
+        expires_at=start_at + expiry,
+        cluster_ids=list(cluster_ids),
+        items=[p for p in tail if isinstance(p, ItemRef)],
+        parts=tuple(tail),
+        bridges={},
+    )
+    return Tail(plan, start_at, first_offset)
 
 
 UrlFor = Callable[[str, ItemRef], str]

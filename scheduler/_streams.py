@@ -10,12 +10,19 @@ from typing import Protocol
 from ._session import SessionPlan, segments
 
 
+def _http_only(_cluster_id: str) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class StreamRoute:
-    """Where clusters hear one stream: a URL per cluster, in ``codec``."""
+    """Where clusters hear one stream, in ``codec``: a URL per cluster (``transport: http``), or
+    for a cluster that ``topic_for`` gives a topic, Opus packets on that MQTT topic
+    (``transport: mqtt``; receivers that announce only ``capabilities.live: ["mqtt"]``)."""
 
     url_for: Callable[[str], str]
     codec: str
+    topic_for: Callable[[str], str | None] = _http_only
 
 
 class StreamRouter(Protocol):

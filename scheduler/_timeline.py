@@ -7,7 +7,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ._preempt import Action, ClusterState, Decision, Position, Session, admit, finish
+from ._preempt import (
+    Action,
+    ClusterState,
+    Decision,
+    Position,
+    Session,
+    admit,
+    arrival_order,
+    finish,
+)
 from ._priority import PriorityLadder
 from ._rules import Occurrence, ScheduleRule, expand
 
@@ -75,8 +84,9 @@ def timeline(
     result = {}
     for cluster in wanted:
         mine = per_cluster[cluster]
-        # Higher priority first among same-time arrivals, then the operator's order.
-        mine.sort(key=lambda s: (s.start, -s.priority, s.rank))
+        # Higher priority first among same-time arrivals, then the operator's order (the
+        # same order as ``replay``: what the timeline shows is what the clusters do).
+        mine.sort(key=arrival_order)
         slots, events = _simulate(mine, origin)
         shown = [_clip(s, window_start, window_end) for s in slots]
         result[cluster] = ClusterTimeline(

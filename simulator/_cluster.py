@@ -23,6 +23,7 @@ from devices.protocol import (
     Event,
     FaultCode,
     Heartbeat,
+    PowerSpec,
     PowerTarget,
     Status,
     Topics,
@@ -33,6 +34,7 @@ from ._commands import CommandHandler
 from ._driver import MqttDriver, Will
 from ._link import MqttLink
 from ._media import MediaCache
+from ._outputs import Outputs, PowerSwitch
 from ._player import Player
 from ._records import ClusterCounters, PlayRecord
 from ._url import BrokerUrl
@@ -43,6 +45,7 @@ FIRMWARE = "sim-1.0"
 MODEL = "loaxa-sim"
 DEFAULT_CACHE_BYTES = 2_000_000_000
 Codec = Literal["opus", "mp3"]
+LiveTransport = Literal["http", "mqtt"]
 
 
 class SimulatedCluster:
@@ -50,7 +53,9 @@ class SimulatedCluster:
 
     Fault hooks: ``drop_link``, ``power_loss``/``power_on``, ``reboot``, ``set_clock_offset``,
     ``raise_fault``/``clear_fault``. State to assert on: ``counters``, ``records``, ``cache``,
-    ``online``, ``playing``, ``volume``, ``heartbeat_s``, ``power``, ``faults``.
+    ``online``, ``playing``, ``volume``, ``heartbeat_s``, ``power`` (and ``power_history``),
+    ``faults``. A bridge switches its outputs for held sessions itself (``SessionSpec.power``,
+    ``simulator._outputs``), link up or down.
     """
 
     def __init__(
@@ -72,12 +77,13 @@ class SimulatedCluster:
         bridged: Sequence[str] = (),
         cache_bytes: int | None = DEFAULT_CACHE_BYTES,
         reboot_s: float = 1.0,
+        live: Sequence[LiveTransport] = ("http", "mqtt"),
     ) -> None:
         self.cluster_id = cluster_id
         self.codecs: list[Codec] = list(codecs)
+        self.live: list[LiveTransport] = list(live)  # stream transports it takes (birth)
         self.outputs: list[PowerTarget] = list(outputs)
         self.bridged = list(bridged)  # legacy FM/wired clusters behind this bridge
-        self.power: dict[PowerTarget, tuple[bool, list[str]]] = {}  # target -> (on, zone codes)
         self.faults: list[FaultCode] = []  # active, in the order raised
         self.volume = 80
         self.heartbeat_s = heartbeat_s
@@ -98,6 +104,15 @@ class SimulatedCluster:
             speed=speed,
             cache_bytes=cache_bytes,
             listen_live=self._listen_live,
+            ended=lambda session_id: self._outputs.release(session_id),
+            outputs_on=lambda: self._outputs.on if self.outputs else None,
+        )
+        self._outputs = Outputs(
+            self.outputs,
+            now=self.now,
+            link_up=lambda: self._link.ready,
+            playing=lambda: self._player.playing is not None,
+            warm_up=self._player.warm_up,
         )
         self._live: dict[str, Callable[[bytes], None]] = {}  # MQTT live topic -> packet sink
         self._boot_bytes = 0  # bytes_downloaded at the last boot (the heartbeat counts from it)
@@ -145,6 +160,26 @@ class SimulatedCluster:
         return self._player.records
 
     @property
+    def power(self) -> dict[PowerTarget, tuple[bool, list[str]]]:
+        """Each output's last switch: target -> (on, zone codes)."""
+        return self._outputs.state
+
+    @property
+    def power_history(self) -> list[PowerSwitch]:
+        """Every switch on or off, oldest first, by the station or by a held session."""
+        return self._outputs.history
+
+    def switch_power(
+        self, target: PowerTarget, on: bool, warmup_s: float, codes: list[str]
+    ) -> None:
+        """The station's ``power`` command for an output this cluster has."""
+        self._outputs.command(target, on, warmup_s, codes)
+
+    def hold_power(self, session_id: str, start_at: datetime, specs: list[PowerSpec]) -> None:
+        """A held session's ``power``: switched by the cluster itself (``simulator._outputs``)."""
+        self._outputs.hold(session_id, start_at, specs)
+
+    @property
     def clock_offset_ms(self) -> int:
         return self._clock_offset_ms
 
@@ -181,6 +216,7 @@ class SimulatedCluster:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._player.aclose()
+        self._outputs.close()
 
     def drop_link(self, seconds: float) -> None:
         """Cut the connection abruptly (the broker publishes the will); reconnect after ``seconds``.
@@ -248,10 +284,11 @@ class SimulatedCluster:
             capabilities=Capabilities(
                 codecs=self.codecs,
                 cache_bytes=self.cache.capacity,
-                live=["http", "mqtt"],
+                live=self.live,
                 outputs=self.outputs,
                 bridged=self.bridged,
                 store_and_forward=True,
+                scheduled_power=bool(self.outputs),
             ),
         )
         await self._link.publish(self._topic("status"), encode(birth), qos=1, retain=True)
@@ -279,6 +316,7 @@ class SimulatedCluster:
             firmware=FIRMWARE,
             interval_s=max(1, round(self.heartbeat_s)),
             upcoming_sessions=self._player.upcoming,
+            outputs_on=self._outputs.on if self.outputs else None,
         )
 
     def _on_message(self, topic: str, payload: bytes) -> None:

@@ -106,6 +106,7 @@ class CommandHandler:
                     cmd.start_at,
                     items=tuple(cmd.items),
                     priority=cmd.priority,
+                    rank=cmd.rank,
                     offset_ms=cmd.offset_ms,
                 )
                 if not self._player.schedule(plan):
@@ -114,22 +115,30 @@ class CommandHandler:
                 self._player.stop(cmd.session_id)
             case ScheduleCommand():
                 now = self._cluster.now()
+                sessions = [s for s in cmd.sessions if s.expires_at >= now]
                 self._player.replace_schedule(
                     Plan(
                         s.session_id,
                         s.start_at,
                         items=tuple(s.items),
                         priority=s.priority,
+                        rank=s.rank,
                         origin="schedule",
                     )
-                    for s in cmd.sessions
-                    if s.expires_at >= now
+                    for s in sessions
                 )
+                # A bridge switches its outputs itself for the sessions it holds (also one held
+                # already from a ``play``); one that has ended already needs nothing.
+                for s in sessions:
+                    if s.power and self._player.holds(s.session_id):
+                        self._cluster.hold_power(s.session_id, s.start_at, s.power)
             case PrefetchCommand():
                 if not self._player.cache.fits(cmd.items):
                     return self._ack(cmd, ok=False, code="cache_full")
                 self._player.prefetch(cmd.id, cmd.items)
             case StreamCommand():
+                if cmd.transport not in self._cluster.live:
+                    return self._ack(cmd, ok=False, code="unsupported", detail=cmd.transport)
                 source = cmd.url if cmd.transport == "http" else cmd.topic
                 if not source:
                     need = "url" if cmd.transport == "http" else "topic"
@@ -141,6 +150,7 @@ class CommandHandler:
                     cmd.session_id,
                     start,
                     priority=cmd.priority,
+                    rank=cmd.rank,
                     origin="stream",
                     url=cmd.url if cmd.transport == "http" else None,
                     topic=cmd.topic if cmd.transport == "mqtt" else None,
@@ -160,9 +170,7 @@ class CommandHandler:
             case PowerCommand():
                 if cmd.target not in self._cluster.outputs:
                     return self._ack(cmd, ok=False, code="no_hardware")
-                self._cluster.power[cmd.target] = (cmd.on, list(cmd.zone_codes))
-                if cmd.on and cmd.warmup_s:
-                    self._player.warm_up(cmd.warmup_s)
+                self._cluster.switch_power(cmd.target, cmd.on, cmd.warmup_s, list(cmd.zone_codes))
             case RebootCommand():
                 self._cluster.reboot()
             case IdentifyCommand():  # a test tone, priority 10: anything else preempts it

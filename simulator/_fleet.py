@@ -13,10 +13,10 @@ import aiohttp
 
 from devices.protocol import PowerTarget, is_valid_id
 
-from ._cluster import DEFAULT_CACHE_BYTES, Codec, SimulatedCluster
+from ._cluster import DEFAULT_CACHE_BYTES, Codec, LiveTransport, SimulatedCluster
 from ._driver import MqttDriver
 from ._faults import FaultInjector, FaultKind, parse_faults
-from ._media import make_http_session
+from ._media import client_ssl_context, make_http_session
 from ._records import FleetStats, PlayRecord
 from ._url import BrokerUrl
 
@@ -31,8 +31,12 @@ class SimulatedFleet:
 
     ``credentials`` maps a cluster id to (username, password); clusters not in it use the user
     and password of the URL, if any. ``codecs`` maps a cluster id to the codecs its birth
-    announces (default both). ``speed`` compresses playback of media (not of live streams).
+    announces (default both), ``live`` the stream transports (default http and mqtt).
+    ``speed`` compresses playback of media (not of live streams).
     Every cluster announces ``outputs`` (``power`` targets) and a cache of ``cache_bytes``.
+    ``http_ca`` is the station's CA for HTTPS downloads and streams: PEM text (a provisioning
+    bundle's ``ca_pem``) or a file; None = ``ca_file`` (the bundle's one CA serves MQTT and
+    HTTPS), else only the system's CAs. A station they do not trust gets ``download_failed``.
     """
 
     def __init__(
@@ -45,8 +49,10 @@ class SimulatedFleet:
         heartbeat_s: float = 30.0,
         credentials: Mapping[str, tuple[str, str]] | None = None,
         ca_file: str | None = None,
+        http_ca: str | None = None,
         keepalive: int = 60,
         codecs: Mapping[str, Sequence[Codec]] | None = None,
+        live: Mapping[str, Sequence[LiveTransport]] | None = None,
         outputs: Sequence[PowerTarget] = ("amplifier",),
         cache_bytes: int | None = DEFAULT_CACHE_BYTES,
         bridges: Mapping[str, Sequence[str]] | None = None,
@@ -63,7 +69,9 @@ class SimulatedFleet:
         self._heartbeat_s = heartbeat_s
         self._credentials = dict(credentials or {})
         self._keepalive = keepalive
+        self._http_ca = http_ca or ca_file
         self._codecs = dict(codecs or {})
+        self._live = dict(live or {})
         self._outputs = tuple(outputs)
         self._cache_bytes = cache_bytes
         self._driver: MqttDriver | None = None
@@ -98,7 +106,7 @@ class SimulatedFleet:
             raise RuntimeError("fleet already started")
         self._driver = MqttDriver()
         self._driver.start()
-        self._http = make_http_session()
+        self._http = make_http_session(await asyncio.to_thread(client_ssl_context, self._http_ca))
         for n, cid in enumerate(self._ids, 1):
             user, password = self._credentials.get(
                 cid, (self.broker.username, self.broker.password)
@@ -115,6 +123,7 @@ class SimulatedFleet:
                 password=password,
                 keepalive=self._keepalive,
                 codecs=self._codecs.get(cid, ("opus", "mp3")),
+                live=self._live.get(cid, ("http", "mqtt")),
                 outputs=BRIDGE_OUTPUTS if cid in self._bridges else self._outputs,
                 bridged=self._bridges.get(cid, ()),
                 cache_bytes=self._cache_bytes,
@@ -198,6 +207,7 @@ async def run_simulator(
     speed: float = 1.0,
     heartbeat_s: float = 30.0,
     ca_file: str | None = None,
+    http_ca: str | None = None,
     status_every: float = 5.0,
     stop_event: asyncio.Event | None = None,
     print_fn: Callable[[str], object] = print,
@@ -222,6 +232,7 @@ async def run_simulator(
         speed=speed,
         heartbeat_s=heartbeat_s,
         ca_file=ca_file,
+        http_ca=http_ca,
         bridges=bridged,
         faults=parse_faults(faults),
         seed=seed,

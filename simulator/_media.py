@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ import aiohttp
 from devices.protocol import MediaRef, NackCode
 
 _CHUNK = 64 * 1024
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
 class DownloadError(Exception):
@@ -31,10 +33,40 @@ class DownloadError(Exception):
         self.fetched = fetched
 
 
-def make_http_session() -> aiohttp.ClientSession:
-    """One session for the whole fleet; no connection cap (aiohttp's default is 100)."""
+def client_ssl_context(ca: str | None = None) -> ssl.SSLContext:
+    """Verify servers (certificate and host name) against the system's CAs, plus ``ca``: the
+    station's CA as PEM text (a provisioning bundle's ``ca_pem``) or the path of a PEM file."""
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not ca:
+        return context
+    pem = _PEM_BEGIN in ca
+    try:
+        context.load_verify_locations(cadata=ca) if pem else context.load_verify_locations(ca)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        where = "the CA PEM text" if pem else ca
+        raise ValueError(f"cannot load the station's CA from {where}: {exc}") from None
+    return context
+
+
+def make_http_session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    """One session for the whole fleet; no connection cap (aiohttp's default is 100).
+
+    ``ssl_context`` (from ``client_ssl_context``, built off the loop: it may read a file)
+    decides which HTTPS servers are trusted; None = the system's CAs.
+    """
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+    connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context or True)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+def _failure(what: str, exc: Exception) -> str:
+    """The event detail of a failed request: an untrusted station says so plainly."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"{what}: TLS certificate not trusted ({exc.certificate_error})"[:200]
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"{what}: TLS handshake failed ({exc})"[:200]
+    return f"{what}: {exc!r}"[:200]
 
 
 async def fetch(
@@ -65,7 +97,7 @@ async def fetch(
                 if (bps := bandwidth_bps()) is not None:
                     await asyncio.sleep(max(0.0, received / bps - (loop.time() - began)))
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DownloadError("download_failed", f"{ref.media_id}: {exc!r}"[:200], received) from None
+        raise DownloadError("download_failed", _failure(ref.media_id, exc), received) from None
     if received != ref.size:
         raise DownloadError(
             "checksum_mismatch", f"{ref.media_id}: {received} bytes, expected {ref.size}", received
@@ -86,7 +118,7 @@ async def consume_stream(
             async for chunk in response.content.iter_any():
                 on_bytes(len(chunk))
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DownloadError("download_failed", f"stream: {exc!r}"[:200]) from None
+        raise DownloadError("download_failed", _failure("stream", exc)) from None
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 Sessions are independent tasks, so a station may send several ahead of time (``play`` commands
 or a ``schedule`` list); they start on the cluster's clock whether or not the MQTT link is up
-(events wait for the link). When one is due while another plays, the higher priority wins and a
-tie goes to the newcomer; the loser that was playing ends ``playback_interrupted``
-(``interrupted_by`` the winner), a newcomer that loses ends at once with ``code="busy"``. A
+(events wait for the link). When one is due while another plays, the higher priority wins, then
+the higher ``rank``, and a tie goes to the newcomer (``wins``); the loser that was playing ends
+``playback_interrupted`` (``interrupted_by`` the winner), a newcomer that loses ends at once
+with ``code="busy"``. A
 session id plays at most once: a finished one is remembered, one that ended otherwise may be
 sent again (to resume it with ``offset_ms``).
 """
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from devices.protocol import Event, EventType, MediaRef
+from devices.protocol import Event, EventType, MediaRef, PowerTarget
 
 from ._media import DownloadError, MediaCache, consume_stream
 from ._records import ClusterCounters, Outcome, PlayRecord
@@ -51,6 +52,8 @@ class Player:
         speed: float = 1.0,
         cache_bytes: int | None = None,
         listen_live: LiveListener | None = None,
+        ended: Callable[[str], None] | None = None,
+        outputs_on: Callable[[], list[PowerTarget] | None] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -63,6 +66,8 @@ class Player:
         self._speed = speed
         self.cache = MediaCache(capacity=cache_bytes)
         self._listen_live = listen_live
+        self._ended = ended  # told every session id that ends, however (a bridge's outputs)
+        self._outputs_on = outputs_on  # a bridge's outputs on, reported as a session starts
         self.records: deque[PlayRecord] = deque(maxlen=_RECORDS)
         self._sessions: dict[str, Session] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -99,6 +104,10 @@ class Player:
         self._sessions[plan.session_id] = session
         session.task = self._spawn(self._run(session), f"play-{plan.session_id}")
         return True
+
+    def holds(self, session_id: str) -> bool:
+        """The session is held (fetching, waiting or playing): it has not ended."""
+        return session_id in self._sessions
 
     def replace_schedule(self, plans: Iterable[Plan]) -> None:
         """A ``schedule`` list replaces the held sessions of earlier lists that have not started."""
@@ -210,7 +219,7 @@ class Player:
             return
         current = self._playing
         if current is not None:
-            if plan.priority < current.plan.priority:
+            if not wins(plan, current.plan, self._now()):
                 self._finish(session, "busy", "playback_interrupted", played_ms=0, code="busy")
                 return
             self._interrupt(current, "preempted", by=plan.session_id)
@@ -310,6 +319,7 @@ class Player:
             started_at=session.record.started_at,
             clock_offset_ms=self._offset_ms(),
             late_ms=late_ms,
+            outputs_on=self._outputs_on() if self._outputs_on is not None else None,
         )
 
     def _event(self, type_: EventType, session: Session | None, **fields: object) -> None:
@@ -381,3 +391,23 @@ class Player:
             self._playing = None
         if self._sessions.get(session.plan.session_id) is session:
             del self._sessions[session.plan.session_id]
+            if self._ended is not None:
+                self._ended(session.plan.session_id)
+
+
+def wins(newcomer: Plan, playing: Plan, now: datetime) -> bool:
+    """Does a session due ``now`` take over from the one playing (protocol §6, ``play``)?
+
+    The higher priority; at equal priority the higher ``rank`` (the station's order, so the
+    horns do what its timeline shows, link up or down); equal ranks, the newcomer (no stuck
+    open microphone among emergencies). A higher rank holds only until its planned end: one
+    still playing a few milliseconds past it (start latency) does not refuse the next
+    broadcast back to back, which the station never planned as a clash.
+    """
+    if newcomer.priority != playing.priority:
+        return newcomer.priority > playing.priority
+    if newcomer.rank != playing.rank:
+        end = playing.planned_end
+        overran = end is not None and now >= end
+        return overran or newcomer.rank > playing.rank
+    return True

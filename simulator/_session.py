@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from devices.protocol import MediaRef
@@ -24,6 +24,7 @@ class Plan:
     start_at: datetime
     items: tuple[MediaRef, ...] = ()
     priority: int = 50
+    rank: int = 0  # the station's tie-break at equal priority (v1.2): higher wins
     offset_ms: int = 0
     origin: Origin = "play"
     url: str | None = None  # stream source (HTTP)
@@ -46,6 +47,14 @@ class Plan:
         if self.length_ms is not None:
             return self.length_ms
         return max(0, sum(item.duration_ms for item in self.items) - self.offset_ms)
+
+    @property
+    def planned_end(self) -> datetime | None:
+        """When it is due to end on the cluster's clock; None: a stream without ``until``."""
+        if self.live:
+            return self.until
+        total = self.total_ms
+        return None if total is None else self.start_at + timedelta(milliseconds=total)
 
 
 @dataclass(eq=False)

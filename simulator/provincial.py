@@ -140,7 +140,13 @@ class ProvincialServer:
         key = request.headers.get("Idempotency-Key", "")
         if not isinstance(envelope, dict) or not key or envelope.get("key") != key:
             return web.json_response({"detail": "Idempotency-Key missing or != key"}, status=400)
-        if envelope.get("kind") not in ("schedule", "proof_of_play", "cluster_status", "report"):
+        if envelope.get("kind") not in (
+            "schedule",
+            "proof_of_play",
+            "cluster_status",
+            "report",
+            "bulletin_status",
+        ):
             return web.json_response({"detail": "unknown kind"}, status=422)
         if key in self.received:
             self.duplicates += 1

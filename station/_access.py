@@ -4,7 +4,14 @@
 reads on every connect, the gateway's set of known clusters, and (when configured) Mosquitto's
 password file and ACL, rewritten atomically and reloaded with SIGHUP only when they change.
 ``refresh()`` runs at start and on every monitor sweep, so registrations made by the CLI in
-another process take effect within ``devices.sweep_s`` seconds.
+another process take effect within ``devices.sweep_s`` seconds; the API refreshes at once
+after a reissue, a retirement or a replacement.
+
+Revocation also ends sessions already connected with the old credentials: the embedded broker
+closes them (``EmbeddedBroker.end_stale_sessions``, after every refresh); Mosquitto 2.0 re-checks
+every connected client against the reloaded password file on SIGHUP and disconnects those whose
+password no longer matches or whose user is gone (measured with 2.0.11, see docs/deploy.md), so
+there the reload is the kick and ``devices.mosquitto_pid_file`` is required for it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from sqlmodel import col, select
 
 from devices import (
     ClusterGateway,
+    EmbeddedBroker,
     acl_text,
     password_file_text,
     reload_mosquitto,
@@ -47,6 +55,7 @@ class BrokerAccess:
         self.hashes: dict[str, str] = {}
         self.mosquitto = mosquitto
         self.gateway: ClusterGateway | None = None
+        self.broker: EmbeddedBroker | None = None  # the in-process broker, when embedded
         self._written: tuple[str, str] | None = None
         self._lock = asyncio.Lock()  # the sweep and an explicit refresh must not interleave
         self.reloads = 0
@@ -74,6 +83,8 @@ class BrokerAccess:
             self.gateway.remember(known)
         if self.mosquitto is not None:
             await self._sync_mosquitto(self.mosquitto)
+        if self.broker is not None:
+            await self.broker.end_stale_sessions()
 
     async def _sync_mosquitto(self, files: MosquittoFiles) -> None:
         entries = [(files.station_user, files.station_hash), *self.hashes.items()]
@@ -84,5 +95,10 @@ class BrokerAccess:
         await asyncio.to_thread(write_atomic, files.acl_file, texts[1])
         self._written = texts
         log.info("wrote Mosquitto password file (%d clusters) and ACL", len(self.hashes))
-        if files.pid_file is not None and await asyncio.to_thread(reload_mosquitto, files.pid_file):
+        if files.pid_file is None:
+            log.warning(
+                "devices.mosquitto_pid_file is not set: Mosquitto keeps the old credentials, "
+                "and clients connected with revoked ones, until it is reloaded (SIGHUP)"
+            )
+        elif await asyncio.to_thread(reload_mosquitto, files.pid_file):
             self.reloads += 1

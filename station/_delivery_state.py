@@ -17,12 +17,14 @@ import secrets
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from urllib.parse import quote
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -135,13 +137,7 @@ class DownloadMeter:
         self.pending, self.pending_requests = Counter(), Counter()
         try:
             async with sessions() as db:
-                for (cluster_id, day), count in requests.items():
-                    row = await db.get(MediaDownload, (cluster_id, day))
-                    if row is None:
-                        row = MediaDownload(cluster_id=cluster_id, day=day)
-                    row.bytes += batch[(cluster_id, day)]
-                    row.requests += count
-                    db.add(row)
+                await add_downloads(db, batch, requests)
                 await db.commit()
         except BaseException:
             self.pending.update(batch)
@@ -149,6 +145,38 @@ class DownloadMeter:
             raise
         self.flushes += 1
         return len(requests)
+
+
+async def add_downloads(
+    db: AsyncSession,
+    nbytes: Mapping[tuple[str, date], int],
+    requests: Mapping[tuple[str, date], int],
+) -> None:
+    """Add bytes and requests to ``media_downloads`` rows (cluster, day), creating missing
+    ones: one upsert statement for the batch, in ``db``'s transaction.
+
+    The addition happens in SQL (``bytes = media_downloads.bytes + excluded.bytes``), like
+    ``_monitor.add_data_use``: a read-add-write lost what another writer (a second station
+    process, a flush at shutdown crossing the timer's) added in between, and two inserts of a
+    new (cluster, day) collided on the primary key.
+    """
+    if not requests:
+        return
+    rows = [
+        {"cluster_id": c, "day": d, "bytes": nbytes.get((c, d), 0), "requests": n}
+        for (c, d), n in sorted(requests.items())
+    ]
+    table = MediaDownload.__table__  # type: ignore[attr-defined]  # SQLModel sets it
+    dialect = db.get_bind().dialect.name
+    insert = sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c.cluster_id, table.c.day],
+        set_={
+            "bytes": table.c.bytes + insert.excluded.bytes,
+            "requests": table.c.requests + insert.excluded.requests,
+        },
+    )
+    await db.exec(upsert, params=rows)
 
 
 @dataclass

@@ -4,7 +4,8 @@
 a relay or the live stream) for the targeted receivers and who triggered it; the dispatcher
 (``scheduler._emergency``) airs it within a second, or at once when poked in-process.
 ``stop_emergency`` marks it stopped; the dispatcher sends ``stop`` and powers bridges off.
-``EmergencyStore`` is the dispatcher's side of the same rows.
+``EmergencyStore`` is the dispatcher's side of the same rows, and of the sessions on air that
+its preemption pass replays (``on_air``, ``record_interrupted``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,27 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, insert, update
 from sqlmodel import col, select
 
 from scheduler import (
+    Aired,
     EmergencyPlan,
     EmergencyWork,
-    Resumption,
+    ItemKind,
+    ItemRef,
+    OnAir,
+    Part,
+    ProgrammeItemSpec,
+    Session,
     SessionPlan,
-    segments,
+    SilencePart,
+    StreamPart,
+    clashing,
 )
 from station._playout_parts import bridges_json, bridges_of, programme_parts, resolve_receivers
 from station._services import Sessions, StationError
@@ -61,7 +71,9 @@ class EmergencyRequest:
     def check(self) -> None:
         check_targets(self.targets)
         if sum((self.media_id is not None, self.relay_url is not None, self.live)) != 1:
-            raise StationError("an emergency plays one of: --media, --relay or --live")
+            raise StationError(
+                "an emergency plays one of: --media, --relay or --live", code="emergency_source_one"
+            )
         if not 1 <= self.repeat <= 20:
             raise StationError("--repeat must be 1-20")
         if self.volume is not None and not 0 <= self.volume <= 100:
@@ -85,18 +97,22 @@ async def start_emergency(
     """Store an emergency for the dispatcher; StationError says why not."""
     request.check()
     now = now or _utcnow()
-    playout = settings.playout
-    if request.live and not playout.live_url:
-        raise StationError("--live needs playout.live_url in the config")
+    playout = settings.playout  # --live: playout.live_url, else the live hub's studio mount
     async with sessions() as db:
         receivers, bridges = await resolve_receivers(db, request.targets)
         if not receivers:
-            raise StationError(f"targets {request.targets} reach no cluster")
+            raise StationError(
+                f"targets {request.targets} reach no cluster", code="targets_reach_none"
+            )
         media_title = ""
         if request.media_id is not None:
             media = await db.get(MediaItem, request.media_id)
             if media is None:
-                raise StationError(f"unknown media item {request.media_id}")
+                raise StationError(
+                    f"unknown media item {request.media_id}",
+                    code="media_unknown",
+                    media_ids=[request.media_id],
+                )
             media_title = media.title
         programme = Programme(title=request.title, topics=[EMERGENCY])
         db.add(programme)
@@ -139,14 +155,18 @@ async def start_emergency(
         )
         db.add(session)
         await db.flush()
-        db.add_all(
-            PlayRecord(
-                session_id=session.id,
-                cluster_id=cid,
-                status=PlayRecordStatus.SENT,
-                scheduled_start=now,
-            )
-            for cid in receivers
+        # One multi-row INSERT (no ORM object per cluster: thousands an emergency).
+        await db.exec(
+            insert(PlayRecord),
+            params=[
+                {
+                    "session_id": session.id,
+                    "cluster_id": cid,
+                    "status": PlayRecordStatus.SENT,
+                    "scheduled_start": now,
+                }
+                for cid in receivers
+            ],
         )
         await db.commit()
         await db.refresh(session)
@@ -168,7 +188,12 @@ async def stop_emergency(
             query = query.where(PlaySession.id == session_id)
         rows = list((await db.exec(query)).all())
         if session_id is not None and not rows:
-            raise StationError(f"no running emergency {session_id}")
+            raise StationError(
+                f"no running emergency {session_id}",
+                code="emergency_not_found",
+                emergency_id=session_id,
+            )
+
         now = _utcnow()
         for row in rows:
             row.stopped_at, row.stopped_by = now, stopped_by
@@ -181,54 +206,17 @@ class EmergencyStore:
     """The dispatcher's ``EmergencyRepository`` over the same rows."""
 
     def __init__(
-        self, sessions: Sessions, *, live_url: str | None = None, misfire_grace_s: float = 300.0
+        self,
+        sessions: Sessions,
+        *,
+        live_url: str | None = None,
+        misfire_grace_s: float = 300.0,
+        newest_wins: frozenset[int] = frozenset(),
     ) -> None:
         self.sessions = sessions
-        self.live_url = live_url
+        self.live_url = live_url  # a live emergency's stream (the hub's ``live:<studio>``)
         self.misfire_grace = timedelta(seconds=misfire_grace_s)
-
-    async def resumptions(self, emergency_id: str, now: datetime) -> list[Resumption]:
-        """Sessions it preempted, still inside their window (start + length + misfire grace),
-        from where each cluster stopped. Programmes of one media run only; the others (and
-        those past their window) stay recorded as interrupted by it."""
-        async with self.sessions() as db:
-            rows = (
-                await db.exec(
-                    select(PlayRecord, PlaySession)
-                    .join(PlaySession, col(PlaySession.id) == col(PlayRecord.session_id))
-                    .where(
-                        PlayRecord.interrupted_by == emergency_id,
-                        PlayRecord.status == PlayRecordStatus.INTERRUPTED,
-                        PlaySession.kind != EMERGENCY,
-                    )
-                )
-            ).all()
-            found: list[Resumption] = []
-            for record, session in rows:
-                items, parts = await programme_parts(db, session.programme_id, self.live_url)
-                schedule = await db.get(Schedule, session.schedule_id or 0)
-                grace = self.misfire_grace
-                if schedule is not None and schedule.misfire_grace_s is not None:
-                    grace = timedelta(seconds=schedule.misfire_grace_s)
-                plan = SessionPlan(
-                    session.id,
-                    session.start_at,
-                    session.expires_at,
-                    [record.cluster_id],
-                    items,
-                    schedule.volume if schedule else None,
-                    tuple(parts),
-                    session.priority,
-                )
-                runs = segments(plan)
-                total = sum(i.duration_ms for i in items)
-                offset = record.played_ms or 0
-                end = session.start_at + timedelta(milliseconds=total) + grace
-                if len(runs) != 1 or not runs[0].items or now >= end or offset >= total:
-                    continue
-                attempt = max(1, int((now - session.start_at).total_seconds()))
-                found.append(Resumption(record.cluster_id, plan, offset, attempt))
-            return found
+        self.newest_wins = newest_wins  # levels where a newcomer replaces the one on air
 
     async def emergency_work(self) -> EmergencyWork:
         async with self.sessions() as db:
@@ -246,22 +234,25 @@ class EmergencyStore:
             for row in rows:
                 pending = row.status == PlaySessionStatus.PENDING
                 stopped = row.stopped_at is not None
-                if pending and stopped:  # stopped before it went out: nothing to undo
-                    row.status = PlaySessionStatus.DONE
-                    db.add(row)
+                # Stopped while pending: its play commands may still have gone out (a start
+                # whose record failed stays pending), so it is stopped like one on air; a stop
+                # for a session a cluster never had is a no-op there.
+                on_air = not pending and not stopped
+                if on_air and row.dispatched_at is None:
                     continue
-                if not pending and not stopped:
-                    continue
-                records = await db.exec(
-                    select(PlayRecord.cluster_id).where(PlayRecord.session_id == row.id)
-                )
+                cluster_ids: list[str] = []  # on air: its end needs no clusters (polled 1/s)
+                if not on_air:
+                    records = await db.exec(
+                        select(PlayRecord.cluster_id).where(PlayRecord.session_id == row.id)
+                    )
+                    cluster_ids = sorted(records.all())
                 items, parts = await programme_parts(db, row.programme_id, self.live_url)
                 plan = EmergencyPlan(
                     SessionPlan(
                         row.id,
                         row.start_at,
                         row.expires_at,
-                        sorted(records.all()),
+                        cluster_ids,
                         items,
                         row.volume,
                         tuple(parts),
@@ -269,13 +260,15 @@ class EmergencyStore:
                     ),
                     bridges_of(row.bridges),
                 )
-                (work.to_start if pending else work.to_stop).append(plan)
+                todo = work.to_stop if stopped else work.to_start if pending else work.on_air
+                todo.append(plan)
             await db.commit()
             return work
 
     async def record_emergency_start(
         self, session_id: str, start_at: datetime, failures: dict[str, str]
     ) -> None:
+        # Set-based updates (no ORM load of a record per cluster: thousands an emergency).
         async with self.sessions() as db:
             row = await db.get(PlaySession, session_id)
             if row is None:
@@ -284,14 +277,136 @@ class EmergencyStore:
             row.start_at, row.dispatched_at = start_at, _utcnow()
             row.expires_at = start_at + timedelta(minutes=1)
             db.add(row)
-            for record in (
-                await db.exec(select(PlayRecord).where(PlayRecord.session_id == session_id))
+            await db.exec(
+                update(PlayRecord)
+                .where(col(PlayRecord.session_id) == session_id)
+                .values(scheduled_start=start_at)
+            )
+            failed = sorted(failures)
+            for n in range(0, len(failed), 500):  # bound the bound parameters
+                await db.exec(
+                    update(PlayRecord)
+                    .where(
+                        col(PlayRecord.session_id) == session_id,
+                        col(PlayRecord.cluster_id).in_(failed[n : n + 500]),
+                        col(PlayRecord.status) == PlayRecordStatus.SENT,
+                    )
+                    .values(status=PlayRecordStatus.FAILED, error_code="send_failed")
+                )
+            await db.commit()
+
+    async def record_emergency_end(self, session_id: str) -> None:
+        await self.record_emergency_stop(session_id)
+
+    # -- the dispatcher's ``PreemptionRepository`` -------------------------------------------
+
+    async def on_air(self, window_start: datetime, window_end: datetime) -> list[OnAir]:
+        """Every session dispatched (scheduled and emergencies, ended or stopped too) that
+        starts in the window, on the clusters that did not fail or refuse it."""
+        async with self.sessions() as db:
+            rows = (
+                await db.exec(
+                    select(PlaySession).where(
+                        col(PlaySession.dispatched_at).is_not(None),
+                        col(PlaySession.status).in_(
+                            [PlaySessionStatus.DISPATCHED, PlaySessionStatus.DONE]
+                        ),
+                        col(PlaySession.start_at) >= window_start,
+                        col(PlaySession.start_at) < window_end,
+                    )
+                )
+            ).all()
+            if not rows:
+                return []
+            schedules = {
+                s.id: s
+                for s in await db.exec(
+                    select(Schedule).where(
+                        col(Schedule.id).in_({r.schedule_id for r in rows if r.schedule_id})
+                    )
+                )
+            }
+            parts_of: dict[int, tuple[list[ItemRef], list[Part]]] = {}
+            made: list[tuple[PlaySession, Session, SessionPlan]] = []
+            for row in rows:
+                if row.programme_id not in parts_of:
+                    parts_of[row.programme_id] = await programme_parts(
+                        db, row.programme_id, self.live_url
+                    )
+                items, parts = parts_of[row.programme_id]
+                schedule = schedules.get(row.schedule_id) if row.schedule_id else None
+                volume = row.volume if schedule is None else schedule.volume
+                plan = SessionPlan(
+                    row.id,
+                    row.start_at,
+                    row.expires_at,
+                    [],
+                    items,
+                    volume,
+                    tuple(parts),
+                    row.priority,
+                    bridges_of(row.bridges),  # a resumption needs them on again
+                    rank=schedule.rank if schedule is not None else 0,
+                )
+                grace = timedelta(0)
+                if row.kind != EMERGENCY:
+                    grace = self.misfire_grace
+                    if schedule is not None and schedule.misfire_grace_s is not None:
+                        grace = timedelta(seconds=schedule.misfire_grace_s)
+                specs = tuple(_spec(p) for p in parts)
+                length = sum((p.duration for p in specs), timedelta(0))
+                session = Session(
+                    row.id,
+                    row.priority,
+                    row.start_at,
+                    specs,
+                    row.start_at + length + grace,
+                    rank=schedule.rank if schedule is not None else 0,
+                    newest_wins=row.kind == EMERGENCY or row.priority in self.newest_wins,
+                )
+                made.append((row, session, plan))
+            # Only sessions that overlap another can preempt or be preempted: the records
+            # (one per cluster, thousands a session) are read for those alone.
+            wanted = clashing(s for _, s, _ in made)
+            if not wanted:
+                return []
+            clusters: dict[str, list[str]] = {}
+            for sid, cid in (
+                await db.exec(
+                    select(PlayRecord.session_id, PlayRecord.cluster_id).where(
+                        col(PlayRecord.session_id).in_(sorted(wanted)),
+                        col(PlayRecord.status).not_in(
+                            [PlayRecordStatus.FAILED, PlayRecordStatus.NACKED]
+                        ),
+                    )
+                )
             ).all():
-                record.scheduled_start = start_at
-                if record.cluster_id in failures and record.status == PlayRecordStatus.SENT:
-                    record.status = PlayRecordStatus.FAILED
-                    record.error_code = "send_failed"
-                db.add(record)
+                clusters.setdefault(sid, []).append(cid)
+            return [
+                OnAir(
+                    Aired(session, frozenset(clusters[row.id]), row.stopped_at),
+                    replace(plan, cluster_ids=sorted(clusters[row.id])),
+                )
+                for row, session, plan in made
+                if row.id in clusters
+            ]
+
+    async def record_interrupted(self, session_id: str, cluster_id: str, by: str | None) -> None:
+        # One conditional UPDATE: a proof flush that writes FINISHED in between is never
+        # overwritten (a read-then-write here would).
+        async with self.sessions() as db:
+            await db.exec(
+                update(PlayRecord)
+                .where(
+                    col(PlayRecord.session_id) == session_id,
+                    col(PlayRecord.cluster_id) == cluster_id,
+                    col(PlayRecord.status).not_in(_FINAL),
+                )
+                .values(
+                    status=PlayRecordStatus.INTERRUPTED,
+                    interrupted_by=func.coalesce(col(PlayRecord.interrupted_by), by),
+                )
+            )
             await db.commit()
 
     async def record_emergency_stop(self, session_id: str) -> None:
@@ -301,6 +416,21 @@ class EmergencyStore:
                 row.status = PlaySessionStatus.DONE
                 db.add(row)
                 await db.commit()
+
+
+_FINAL = (PlayRecordStatus.FINISHED, PlayRecordStatus.FAILED, PlayRecordStatus.NACKED)
+
+
+def _spec(part: Part) -> ProgrammeItemSpec:
+    """A part as the preemption rules see it: media resume where they stopped, streams rejoin
+    what is on air, silences pass."""
+    duration = timedelta(milliseconds=max(1, part.duration_ms))
+    if isinstance(part, ItemRef):
+        return ProgrammeItemSpec(ItemKind.MEDIA, duration, part.media_id)
+    if isinstance(part, StreamPart):
+        return ProgrammeItemSpec(ItemKind.RELAY, duration, url=part.url)
+    assert isinstance(part, SilencePart)
+    return ProgrammeItemSpec(ItemKind.SILENCE, duration)
 
 
 @dataclass
@@ -313,7 +443,8 @@ class StationEmergencyTrigger:
     poke: Callable[[], None]
     started: list[str] = field(default_factory=list)
 
-    async def __call__(self, bulletin: UpstreamBulletin) -> None:
+    async def __call__(self, bulletin: UpstreamBulletin) -> str | None:
+        """Air it; the emergency's session id (None: nothing aired)."""
         targets: dict[str, Any] = (
             {"villages": list(bulletin.villages)} if bulletin.villages else {"all": True}
         )
@@ -323,8 +454,9 @@ class StationEmergencyTrigger:
             request = EmergencyRequest(targets, relay_url=bulletin.audio_url, title=bulletin.title)
         else:
             log.error("emergency bulletin %s has no audio: not aired", bulletin.upstream_id)
-            return
+            return None
         who = f"upstream:{bulletin.issuer or bulletin.upstream_id}"
         session = await start_emergency(self.sessions, self.settings, request, who)
         self.started.append(session.id)
         self.poke()
+        return session.id

@@ -8,10 +8,13 @@ downloads over flaky 4G).
 from __future__ import annotations
 
 import logging
+import ssl
+from pathlib import Path
 
 from aiohttp import web
 
 from station.api import setup_api
+from station.config import ConfigError, HttpSection
 from station.web import setup_console
 
 from . import _keys as keys
@@ -22,6 +25,8 @@ from .upstream import WEBHOOK_PATH
 from .upstream import webhook as upstream_webhook
 
 log = logging.getLogger(__name__)
+
+_PEM_MARKS = {"tls_cert": b"-----BEGIN CERTIFICATE-----", "tls_key": b"PRIVATE KEY-----"}
 
 
 async def health(request: web.Request) -> web.Response:
@@ -39,3 +44,38 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post(WEBHOOK_PATH, upstream_webhook)
     setup_console(app)  # /console/... and / (station/web)
+
+
+def server_ssl_context(http: HttpSection) -> ssl.SSLContext | None:
+    """The HTTPS context from ``http.tls_cert``/``tls_key`` (None: plain HTTP).
+
+    Blocking file reads: call it off the loop. Raises ``ConfigError`` naming the key whose file
+    is unreadable, not PEM, or does not match the other.
+    """
+    if http.tls_cert is None or http.tls_key is None:
+        return None
+    for key, path in (("tls_cert", http.tls_cert), ("tls_key", http.tls_key)):
+        _check_pem(key, path)
+    if http.tls_ca is not None:
+        _check_pem("tls_ca", http.tls_ca, mark=_PEM_MARKS["tls_cert"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # 4G clusters: no legacy protocols
+    try:
+        context.load_cert_chain(http.tls_cert, http.tls_key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            problem = f"http.tls_key: {http.tls_key} does not match the http.tls_cert certificate"
+        else:
+            problem = f"http.tls_cert/http.tls_key: cannot be loaded ({exc.reason or exc})"
+        raise ConfigError([problem]) from None
+    return context
+
+
+def _check_pem(key: str, path: Path, mark: bytes | None = None) -> None:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"http.{key}: cannot read {path}: {exc.strerror or exc}"]) from None
+    if (mark or _PEM_MARKS[key]) not in data:
+        kind = "private key" if key == "tls_key" else "certificate"
+        raise ConfigError([f"http.{key}: {path} is not a PEM {kind}"])

@@ -46,6 +46,39 @@ _UPLOADER_MAX = 128
 
 
 @dataclass(frozen=True)
+class MediaUser:
+    """A programme that plays an item, with its upcoming (pending or active) schedules."""
+
+    programme_id: int
+    title: str
+    pending: list[int]  # one-off schedules still to air
+    active: list[int]  # recurring schedules still running
+
+    @property
+    def schedules(self) -> list[int]:
+        return sorted(self.pending + self.active)
+
+    def describe(self) -> str:
+        parts = [
+            f"{status} schedule {', '.join(map(str, ids))}"
+            for status, ids in (("pending", self.pending), ("active", self.active))
+            if ids
+        ]
+        when = f" ({'; '.join(parts)})" if parts else ""
+        return f"programme {self.programme_id} “{self.title}”{when}"
+
+
+class MediaInUse(StationError):
+    """Deleting an item that a programme (and maybe an upcoming schedule) still uses."""
+
+    code = "media_in_use"
+
+    def __init__(self, message: str, users: list[MediaUser], *, media_id: int, name: str) -> None:
+        super().__init__(message, media_id=media_id, name=name)
+        self.users = users
+
+
+@dataclass(frozen=True)
 class LibraryEntry:
     """An item with its topics and renditions (what ``media list/show`` print)."""
 
@@ -96,21 +129,33 @@ async def _check_topics(db: AsyncSession, codes: Sequence[str]) -> list[str]:
     unknown = [c for c in wanted if c not in known]
     if unknown:
         raise StationError(
-            f"unknown topic(s): {', '.join(unknown)} (see `loaxa media topics` for the catalogue)"
+            f"unknown topic(s): {', '.join(unknown)} (see `loaxa media topics` for the catalogue)",
+            code="topic_unknown",
+            topics=unknown,
         )
     retired = [c for c in wanted if not known[c].active]
     if retired:
-        raise StationError(f"topic(s) no longer in use: {', '.join(retired)}")
+        raise StationError(
+            f"topic(s) no longer in use: {', '.join(retired)}", code="topic_retired", topics=retired
+        )
     return wanted
 
 
 def _check_metadata(title: str, language: str, uploader: str) -> None:
     if not title.strip():
-        raise StationError("a media item needs a title")
+        raise StationError("a media item needs a title", code="media_title_needed")
     if len(title) > _TITLE_MAX:
-        raise StationError(f"title too long: {len(title)} > {_TITLE_MAX} characters")
+        raise StationError(
+            f"title too long: {len(title)} > {_TITLE_MAX} characters",
+            code="media_title_too_long",
+            max=_TITLE_MAX,
+        )
     if not _LANGUAGE.match(language):
-        raise StationError(f"invalid language code {language[:20]!r}: use e.g. vi, ctu, vi-VN")
+        raise StationError(
+            f"invalid language code {language[:20]!r}: use e.g. vi, ctu, vi-VN",
+            code="language_invalid",
+            language=language[:20],
+        )
     if len(uploader) > _UPLOADER_MAX:
         raise StationError(f"uploader too long: {len(uploader)} > {_UPLOADER_MAX} characters")
 
@@ -269,11 +314,61 @@ async def get_media(sessions: Sessions, media_id: int) -> LibraryEntry:
         return (await _entries(db, [item]))[0]
 
 
+# -- edit ------------------------------------------------------------------------------------
+
+
+async def edit_media(
+    sessions: Sessions,
+    media_id: int,
+    *,
+    title: str | None = None,
+    topics: Sequence[str] | None = None,
+    language: str | None = None,
+    check: Callable[[LibraryEntry], None] | None = None,
+) -> LibraryEntry:
+    """Change an item's title, topics (the set is replaced) and/or language in one transaction.
+
+    ``check`` sees the current entry first (the API's If-Match) and may raise to refuse."""
+    async with sessions() as db:
+        item = await db.get(MediaItem, media_id)
+        if item is None:
+            raise StationError(f"unknown media item {media_id}")
+        if check is not None:
+            check((await _entries(db, [item]))[0])
+        new_title = item.title if title is None else title.strip()
+        _check_metadata(new_title, item.language if language is None else language, "")
+        item.title = new_title
+        if language is not None:
+            item.language = language
+        db.add(item)
+        if topics is not None:
+            codes = await _check_topics(db, topics)
+            await db.exec(sa.delete(MediaTopic).where(col(MediaTopic.media_id) == media_id))
+            db.add_all(MediaTopic(media_id=media_id, topic_code=code) for code in codes)
+        await db.commit()
+        await db.refresh(item)
+        return (await _entries(db, [item]))[0]
+
+
+async def topics_of(db: AsyncSession, media_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Item id -> its topic codes (catalogue order), for lists."""
+    rows = (
+        await db.exec(select(MediaTopic).where(col(MediaTopic.media_id).in_(list(media_ids))))
+    ).all()
+    found: dict[int, list[str]] = {}
+    for row in rows:
+        found.setdefault(row.media_id, []).append(row.topic_code)
+    return {k: sorted(v, key=topic_sort_key) for k, v in found.items()}
+
+
 # -- delete ----------------------------------------------------------------------------------
 
 
-async def _users(db: AsyncSession, media_id: int) -> str:
-    """'programme 2 “Bản tin sáng” (pending schedule 4), ...' or '' when nothing uses it."""
+UPCOMING = (ScheduleStatus.PENDING, ScheduleStatus.ACTIVE)
+
+
+async def media_users(db: AsyncSession, media_id: int) -> list[MediaUser]:
+    """The programmes that use an item, each with its upcoming schedules ([] when unused)."""
     programmes = (
         await db.exec(
             select(Programme.id, Programme.title)  # not every column: JSON has no DISTINCT
@@ -283,19 +378,23 @@ async def _users(db: AsyncSession, media_id: int) -> str:
             .order_by(col(Programme.id))
         )
     ).all()
-    parts: list[str] = []
+    users: list[MediaUser] = []
     for programme_id, title in programmes:
-        pending = (
+        upcoming = (
             await db.exec(
-                select(Schedule.id).where(
+                select(Schedule.id, Schedule.status)
+                .where(
                     Schedule.programme_id == programme_id,
-                    Schedule.status == ScheduleStatus.PENDING,
+                    col(Schedule.status).in_(UPCOMING),
                 )
+                .order_by(col(Schedule.id))
             )
         ).all()
-        when = f" (pending schedule {', '.join(map(str, pending))})" if pending else ""
-        parts.append(f"programme {programme_id} “{title}”{when}")
-    return ", ".join(parts)
+        if programme_id is not None:  # always: a primary key (the type allows None)
+            pending = [i for i, status in upcoming if i is not None and status == "pending"]
+            active = [i for i, status in upcoming if i is not None and status == "active"]
+            users.append(MediaUser(programme_id, title, pending, active))
+    return users
 
 
 async def delete_media(sessions: Sessions, store: MediaStore, media_id: int) -> LibraryEntry:
@@ -305,10 +404,13 @@ async def delete_media(sessions: Sessions, store: MediaStore, media_id: int) -> 
         if item is None:
             raise StationError(f"unknown media item {media_id}")
         entry = (await _entries(db, [item]))[0]
-        if users := await _users(db, media_id):
-            raise StationError(
-                f"media {media_id} “{item.title}” is used by {users}: "
-                "remove it from the programme first"
+        if users := await media_users(db, media_id):
+            raise MediaInUse(
+                f"media {media_id} “{item.title}” is used by "
+                f"{', '.join(u.describe() for u in users)}: remove it from the programme first",
+                users,
+                media_id=media_id,
+                name=item.title,
             )
         # Bulk statements, children first (no reliance on ON DELETE CASCADE being enforced).
         await db.exec(sa.delete(MediaRendition).where(col(MediaRendition.media_id) == media_id))
@@ -318,7 +420,9 @@ async def delete_media(sessions: Sessions, store: MediaStore, media_id: int) -> 
             await db.commit()
         except IntegrityError:  # a programme took it up meanwhile
             raise StationError(
-                f"media {media_id} was just added to a programme: not deleted"
+                f"media {media_id} was just added to a programme: not deleted",
+                code="media_just_used",
+                media_id=media_id,
             ) from None
     files = _files_of(entry)
     async with sessions() as db:  # identical audio under another item keeps its files

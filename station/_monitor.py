@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,13 +37,15 @@ from station.db import (
     DataUse,
 )
 
-from ._alerts import OpenAlerts
-from ._playout_store import PlayoutStore
+from ._alerts import AlertLog, OpenAlerts, Raised
+from ._playout_store import PlayoutStore, ProofUpdate
+from ._registry import note_status_change, snapshot
 from ._services import Sessions
 
 log = logging.getLogger(__name__)
 
 FAULT_EVENTS = ("fault_raised", "fault_cleared")
+SWEEP_LOG_IDS = 20  # ids named in the sweep's log line (the count gives the total)
 
 
 def _utcnow() -> datetime:
@@ -106,11 +111,48 @@ def fault_codes(message: Heartbeat) -> set[str] | None:
     return {str(f) for f in faults}
 
 
+async def add_data_use(db: AsyncSession, usage: Mapping[tuple[str, date], int]) -> None:
+    """Add bytes to ``data_use`` rows (cluster, day), creating missing ones: one upsert
+    statement for the batch, in ``db``'s transaction.
+
+    The addition happens in SQL (``bytes = data_use.bytes + excluded.bytes``), not on a value
+    read earlier: reads in our transactions are not isolated (SQLite's deferred BEGIN,
+    PostgreSQL's READ COMMITTED), so a read-add-write would lose what another writer added in
+    between, and two inserts of a new (cluster, day) would collide.
+    """
+    if not usage:
+        return
+    rows = [{"cluster_id": c, "day": d, "bytes": n} for (c, d), n in sorted(usage.items())]
+    table = DataUse.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table models
+    dialect = db.get_bind().dialect.name
+    insert = sqlite_insert(table) if dialect == "sqlite" else postgresql_insert(table)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[table.c.cluster_id, table.c.day],
+        set_={"bytes": table.c.bytes + insert.excluded.bytes},
+    )
+    await db.exec(upsert, params=rows)
+
+
 # --------------------------------------------------------------------------- the monitor
 
 
+class WriteFailed(RuntimeError):
+    """Buffered device messages could not be written (they are logged and counted)."""
+
+
+Received = tuple[datetime, DeviceMessage]  # (receipt time, Status | Heartbeat | fault Event)
+
+
 class FleetMonitor:
-    """Cluster-state side of ``devices.DeviceHandler``: status, heartbeats, fault events."""
+    """Cluster-state side of ``devices.DeviceHandler``: status, heartbeats, fault events.
+
+    Messages are buffered per cluster in arrival order and written in one transaction per
+    batch (``flush()``): at once when ``batch_s`` is None, else by a timer or when
+    ``batch_max`` messages wait. A batch that fails is retried cluster by cluster so one bad
+    row loses nothing else; what still fails is logged and counted in ``failed``.
+    Every status/availability change adds a ``cluster_status_changes`` row in the same
+    transaction.
+    """
 
     def __init__(
         self,
@@ -125,74 +167,153 @@ class FleetMonitor:
         self.auto_register = auto_register
         self.clock = clock
         self._tz = ZoneInfo(self.settings.timezone)
-        self._pending: dict[str, list[Heartbeat]] = {}
+        self._pending: dict[str, list[Received]] = {}
+        self._queued = 0
         self._lock = asyncio.Lock()
+        self.failed = 0  # messages whose write failed (logged)
+        self.alert_log = AlertLog()  # bounded logging of raised alerts (every one is a row)
+        # Called with a cluster id after its birth was written (re-send its schedule list).
+        self.birth_listeners: list[Callable[[str], None]] = []
 
     # -- DeviceHandler parts ---------------------------------------------------------------
 
     async def on_status(self, message: Status) -> None:
-        await self.flush()  # heartbeats sent before a will must not bring the cluster back
-        now = self.clock()
-        async with self.sessions() as db:
-            cluster = await db.get(Cluster, message.cluster_id)
-            if cluster is None or cluster.status == ClusterStatus.RETIRED:
-                return
-            alerts = await OpenAlerts.load(db, cluster.id, now)
-            cluster.last_seen_at = now
-            if message.state == "online":
-                cluster.firmware = message.firmware or cluster.firmware
-                cluster.model = message.model or cluster.model
-                if message.capabilities is not None:
-                    cluster.capabilities = message.capabilities.model_dump()
-                self._set_online(cluster, alerts)
-            else:
-                await self._set_offline(cluster, alerts, "will: connection lost")
-            await db.commit()
+        await self._queue(message)
 
     async def on_heartbeat(self, message: Heartbeat) -> None:
-        """Buffer the heartbeat; with ``batch_s`` set, ``flush()`` (a timer) writes them."""
-        self._pending.setdefault(message.cluster_id, []).append(message)
-        if self.settings.batch_s is None or len(self._pending) >= self.settings.batch_max:
+        await self._queue(message)
+
+    async def on_fault_event(self, message: Event) -> None:
+        await self._queue(message)
+
+    async def _queue(self, message: DeviceMessage) -> None:
+        self._pending.setdefault(message.cluster_id, []).append((self.clock(), message))
+        self._queued += 1
+        if self.settings.batch_s is None or self._queued >= self.settings.batch_max:
+            failed = self.failed
             await self.flush()
+            if self.settings.batch_s is None and self.failed > failed:
+                self.failed = failed  # counted by the caller (the gateway's handler_error)
+                raise WriteFailed(f"message of {message.cluster_id} not written")
+
+    @property
+    def queued(self) -> int:
+        return self._queued
 
     async def flush(self) -> None:
-        """Write buffered heartbeats: one transaction for the whole batch."""
+        """Write buffered messages: one transaction for the whole batch. Never raises."""
         async with self._lock:
             await self._flush()
 
     async def _flush(self) -> None:
         if not self._pending:
             return
-        batch, self._pending = self._pending, {}
+        batch, self._pending, self._queued = self._pending, {}, 0
+        births: list[str] = []
+        try:
+            births = await self._write(batch)
+        except asyncio.CancelledError:  # stopping: keep the batch for the last flush
+            for cluster_id, messages in batch.items():
+                self._pending[cluster_id] = messages + self._pending.get(cluster_id, [])
+            self._queued = sum(len(m) for m in self._pending.values())
+            raise  # (written again if it had committed: every step is idempotent)
+        except Exception:
+            log.exception("writing messages of %d clusters failed: retrying each", len(batch))
+            lost: list[str] = []
+            for cluster_id, messages in batch.items():
+                try:
+                    births += await self._write({cluster_id: messages})
+                except Exception as exc:
+                    self.failed += len(messages)
+                    lost.append(f"{cluster_id} ({len(messages)}: {exc!r:.100})")
+            if lost:
+                log.error("device messages not written: %s", "; ".join(lost[:20]))
+        for cluster_id in births:
+            for listener in self.birth_listeners:
+                try:
+                    listener(cluster_id)
+                except Exception:
+                    log.exception("birth listener failed for %s", cluster_id)
+
+    async def _write(self, batch: dict[str, list[Received]]) -> list[str]:
+        """One transaction: every buffered message, in order per cluster. Returns births."""
         now = self.clock()
         ids = list(batch)
-        day: date = now.astimezone(self._tz).date()
+        beats = [(cid, at) for cid, ms in batch.items() for at, m in ms if isinstance(m, Heartbeat)]
+        births: list[str] = []
+        raised: list[Raised] = []
         async with self.sessions() as db:
             clusters = await db.exec(select(Cluster).where(col(Cluster.id).in_(ids)))
-            telemetry = await db.exec(
-                select(ClusterTelemetry).where(col(ClusterTelemetry.cluster_id).in_(ids))
-            )
-            known = {t.cluster_id: t for t in telemetry.all()}
-            usage_rows = await db.exec(
-                select(DataUse).where(col(DataUse.cluster_id).in_(ids), DataUse.day == day)
-            )
-            usage = {u.cluster_id: u for u in usage_rows.all()}
-            open_alerts = await OpenAlerts.load_many(db, ids, now)
+            known: dict[str, ClusterTelemetry] = {}
+            usage: Counter[tuple[str, date]] = Counter()  # added in SQL: see add_data_use
+            if beats:
+                beating = list({cid for cid, _at in beats})
+                telemetry = await db.exec(
+                    select(ClusterTelemetry).where(col(ClusterTelemetry.cluster_id).in_(beating))
+                )
+                known = {t.cluster_id: t for t in telemetry.all()}
+            open_alerts = await OpenAlerts.load_many(db, ids, now, raised)
+            wills = [
+                cid
+                for cid, ms in batch.items()
+                if any(isinstance(m, Status) and m.state != "online" for _at, m in ms)
+            ]
+            offline_times = await self._offline_times(db, wills, now)
             for cluster in clusters.all():
                 if cluster.status == ClusterStatus.RETIRED:
                     continue
-                row = known.get(cluster.id) or ClusterTelemetry(cluster_id=cluster.id)
-                used = sum(
-                    self._apply(cluster, row, open_alerts[cluster.id], m) for m in batch[cluster.id]
-                )
-                db.add(row)
-                if used > 0:
-                    use = usage.get(cluster.id) or DataUse(cluster_id=cluster.id, day=day, bytes=0)
-                    use.bytes += used
-                    db.add(use)
-                cluster.last_seen_at = now
+                alerts = open_alerts[cluster.id]
+                telemetry_row: ClusterTelemetry | None = None
+                for at, message in batch[cluster.id]:
+                    alerts.now = at
+                    before = snapshot(cluster)
+                    if isinstance(message, Heartbeat):
+                        if telemetry_row is None:
+                            telemetry_row = known.get(cluster.id) or ClusterTelemetry(
+                                cluster_id=cluster.id
+                            )
+                        used = self._apply(cluster, telemetry_row, alerts, message)
+                        cluster.last_seen_at = at
+                        if used > 0:
+                            usage[(cluster.id, at.astimezone(self._tz).date())] += used
+                        reason = "heartbeat"
+                    elif isinstance(message, Status):
+                        cluster.last_seen_at = at
+                        if message.state == "online":
+                            self._birth(cluster, alerts, message)
+                            births.append(cluster.id)
+                            reason = "birth"
+                        else:
+                            times = offline_times.setdefault(cluster.id, [])
+                            self._set_offline(cluster, alerts, "will: connection lost", times)
+                            reason = "will: connection lost"
+                    else:
+                        assert isinstance(message, Event)
+                        reason = self._fault_event(cluster, alerts, message)
+                    note_status_change(db, cluster, before, reason, at)
+                if telemetry_row is not None:
+                    db.add(telemetry_row)
                 db.add(cluster)
+            await add_data_use(db, usage)
             await db.commit()
+        self.alert_log.emit(raised)  # once written: a failed batch is raised again on retry
+        return births
+
+    def _birth(self, cluster: Cluster, alerts: OpenAlerts, message: Status) -> None:
+        cluster.firmware = message.firmware or cluster.firmware
+        cluster.model = message.model or cluster.model
+        if message.capabilities is not None:
+            cluster.capabilities = message.capabilities.model_dump()
+        self._set_online(cluster, alerts)
+
+    def _fault_event(self, cluster: Cluster, alerts: OpenAlerts, message: Event) -> str:
+        code = str(getattr(message, "fault", None) or getattr(message, "code", None) or "unknown")
+        if str(message.type) == "fault_raised":
+            alerts.raise_(AlertKind.FAULT, f"fault: {code}", code)
+        else:
+            alerts.clear(AlertKind.FAULT, code)
+        self._update_faulty(cluster, alerts)
+        return f"{message.type}: {code}"
 
     def _apply(
         self, cluster: Cluster, telemetry: ClusterTelemetry, alerts: OpenAlerts, message: Heartbeat
@@ -216,31 +337,22 @@ class FleetMonitor:
         self._update_faulty(cluster, alerts)
         return used
 
-    async def on_fault_event(self, message: Event) -> None:
-        await self.flush()
-        code = str(getattr(message, "fault", None) or getattr(message, "code", None) or "unknown")
-        now = self.clock()
-        async with self.sessions() as db:
-            cluster = await db.get(Cluster, message.cluster_id)
-            if cluster is None or cluster.status == ClusterStatus.RETIRED:
-                return
-            alerts = await OpenAlerts.load(db, cluster.id, now)
-            if str(message.type) == "fault_raised":
-                alerts.raise_(AlertKind.FAULT, f"fault: {code}", code)
-            else:
-                alerts.clear(AlertKind.FAULT, code)
-            self._update_faulty(cluster, alerts)
-            db.add(cluster)
-            await db.commit()
-
     async def on_unknown_cluster(self, cluster_id: str, message: DeviceMessage) -> bool:
-        if not self.auto_register or not isinstance(message, Status):
-            return False
+        """A cluster the gateway does not know yet: taken if it is registered (by the CLI in
+        another process, say: the gateway learns of it here), or auto-registered on its birth
+        when that is on."""
         async with self.sessions() as db:
-            if await db.get(Cluster, cluster_id) is None:
-                db.add(Cluster(id=cluster_id, name=cluster_id))
-                await db.commit()
-                log.info("auto-registered cluster %s", cluster_id)
+            registered = await db.get(Cluster, cluster_id)
+            if registered is not None:
+                return registered.status != ClusterStatus.RETIRED
+            if not self.auto_register or not isinstance(message, Status):
+                return False
+            cluster = Cluster(id=cluster_id, name=cluster_id)
+            db.add(cluster)
+            await db.flush()
+            note_status_change(db, cluster, None, "auto-registered on birth", self.clock())
+            await db.commit()
+            log.info("auto-registered cluster %s", cluster_id)
         return True
 
     # -- the sweep (silent clusters, flapping that calmed down) ----------------------------
@@ -254,6 +366,7 @@ class FleetMonitor:
     async def _sweep(self) -> list[str]:
         now = self.clock()
         went_offline = []
+        raised: list[Raised] = []
         async with self.sessions() as db:
             rows = await db.exec(
                 select(Cluster.id, Cluster.last_seen_at, ClusterTelemetry.interval_s)
@@ -265,29 +378,43 @@ class FleetMonitor:
                 .where(col(Cluster.online))
             )
             missed = self.settings.missed_heartbeats
+            silent: dict[str, int] = {}
             for cluster_id, last_seen, interval in rows.all():
                 interval_s = interval or self.settings.heartbeat_interval_s
-                if not heartbeat_overdue(last_seen, interval_s, now, missed):
-                    continue
-                cluster = await db.get(Cluster, cluster_id)
-                if cluster is None:
-                    continue
-                alerts = await OpenAlerts.load(db, cluster_id, now)
-                silent = int(missed * interval_s)
-                await self._set_offline(cluster, alerts, f"no heartbeat for {silent} s")
-                went_offline.append(cluster_id)
+                if heartbeat_overdue(last_seen, interval_s, now, missed):
+                    silent[cluster_id] = int(missed * interval_s)
+            if silent:
+                ids = list(silent)
+                clusters = await db.exec(select(Cluster).where(col(Cluster.id).in_(ids)))
+                open_alerts = await OpenAlerts.load_many(db, ids, now, raised)
+                offline_times = await self._offline_times(db, ids, now)
+                for cluster in clusters.all():
+                    before = snapshot(cluster)
+                    why = f"no heartbeat for {silent[cluster.id]} s"
+                    times = offline_times.setdefault(cluster.id, [])
+                    self._set_offline(cluster, open_alerts[cluster.id], why, times)
+                    note_status_change(db, cluster, before, why, now)
+                    went_offline.append(cluster.id)
             flapping = await db.exec(
                 select(Alert).where(
                     Alert.kind == AlertKind.FLAPPING, col(Alert.cleared_at).is_(None)
                 )
             )
-            for alert in flapping.all():
-                if not await self._flapping(db, alert.cluster_id, now):
-                    alert.cleared_at = now
-                    db.add(alert)
+            flaps = [a for a in flapping.all() if a.cluster_id is not None]  # clusters' kind
+            if flaps:
+                times_of = await self._offline_times(db, [a.cluster_id or "" for a in flaps], now)
+                for alert in flaps:
+                    if not self._flapping(times_of.get(alert.cluster_id or "", []), now):
+                        alert.cleared_at = now
+                        db.add(alert)
             await db.commit()
+        self.alert_log.emit(raised)  # also logs a tally that came due without new alerts
         if went_offline:
-            log.warning("clusters silent, marked offline: %s", ", ".join(went_offline[:20]))
+            shown = ", ".join(went_offline[:SWEEP_LOG_IDS])
+            more = ", ..." if len(went_offline) > SWEEP_LOG_IDS else ""
+            n = len(went_offline)
+            count = f"{n:,} cluster{'s' if n != 1 else ''}"
+            log.warning("%s silent, marked offline: %s%s", count, shown, more)
         return went_offline
 
     # -- helpers (inside the caller's transaction) -----------------------------------------
@@ -299,31 +426,47 @@ class FleetMonitor:
         alerts.db.add(cluster)
         alerts.clear(AlertKind.OFFLINE)
 
-    async def _set_offline(self, cluster: Cluster, alerts: OpenAlerts, why: str) -> None:
+    def _set_offline(
+        self, cluster: Cluster, alerts: OpenAlerts, why: str, offline_times: list[datetime]
+    ) -> None:
+        """``offline_times``: when this cluster's offline alerts of the flap window were
+        raised (loaded by the caller); a new one is appended."""
         was_online = cluster.online
         cluster.online = False
         if cluster.status != ClusterStatus.FAULTY:
             cluster.status = ClusterStatus.OFFLINE
         alerts.db.add(cluster)
         raised = alerts.raise_(AlertKind.OFFLINE, why)
+        if raised:
+            offline_times.append(alerts.now)
         if not (was_online or raised):
             return
-        await alerts.db.flush()
-        if await self._flapping(alerts.db, cluster.id, alerts.now):
+        if self._flapping(offline_times, alerts.now):
             n, window = self.settings.flap_count, self.settings.flap_window
             detail = f"{n}+ disconnections within {int(window.total_seconds() // 60)} min"
             alerts.raise_(AlertKind.FLAPPING, detail)
 
-    async def _flapping(self, db: AsyncSession, cluster_id: str, now: datetime) -> bool:
+    def _flapping(self, offline_times: Iterable[datetime], now: datetime) -> bool:
+        return is_flapping(offline_times, now, self.settings.flap_count, self.settings.flap_window)
+
+    async def _offline_times(
+        self, db: AsyncSession, cluster_ids: list[str], now: datetime
+    ) -> dict[str, list[datetime]]:
+        """Raise times of the offline alerts within the flap window, per cluster (one query)."""
+        if not cluster_ids:
+            return {}
         since = now - self.settings.flap_window
-        times = await db.exec(
-            select(Alert.raised_at).where(
-                Alert.cluster_id == cluster_id,
+        rows = await db.exec(
+            select(Alert.cluster_id, Alert.raised_at).where(
+                col(Alert.cluster_id).in_(cluster_ids),
                 Alert.kind == AlertKind.OFFLINE,
                 col(Alert.raised_at) >= since,
             )
         )
-        return is_flapping(times.all(), now, self.settings.flap_count, self.settings.flap_window)
+        found: dict[str, list[datetime]] = {}
+        for cluster_id, raised_at in rows.all():
+            found.setdefault(cluster_id or "", []).append(raised_at)  # selected by cluster
+        return found
 
     def _check_thresholds(self, alerts: OpenAlerts, message: Heartbeat) -> None:
         offset = getattr(message, "clock_offset_ms", None)
@@ -372,22 +515,39 @@ class FleetMonitor:
 
 
 class DeviceHandlers:
-    """One ``devices.DeviceHandler`` from the two halves: proof of play and fleet state."""
+    """One ``devices.DeviceHandler`` from the two halves: proof of play and fleet state.
+
+    Acks and playback events are buffered like the monitor's messages and written in one
+    transaction per batch (``PlayoutStore.apply_proof``), in arrival order; with the monitor's
+    ``batch_s`` None each is written at once. The gateway calls
+    ``flush()`` every ``flush_interval_s`` and once more when it stops.
+    """
 
     def __init__(self, store: PlayoutStore, monitor: FleetMonitor) -> None:
         self.store = store
         self.monitor = monitor
+        self.batch_s = monitor.settings.batch_s
+        self.batch_max = monitor.settings.batch_max
+        self._proof: list[ProofUpdate] = []
+        self._proof_lock = asyncio.Lock()
+        self.failed = 0  # acks/events whose write failed (logged)
+        self._reported = 0
+        monitor.birth_listeners.append(store.cluster_online)  # re-send its schedule list
+        if self.batch_s is not None:
+            store.proof_sink = self._queue_proof
+
+    @property
+    def flush_interval_s(self) -> float | None:
+        return self.batch_s
 
     async def on_status(self, message: Status) -> None:
         await self.monitor.on_status(message)
-        if message.state == "online":
-            self.store.cluster_online(message.cluster_id)  # re-send its schedule list
 
     async def on_heartbeat(self, message: Heartbeat) -> None:
         await self.monitor.on_heartbeat(message)
 
     async def on_ack(self, message: Ack) -> None:
-        await self.store.on_ack(message)
+        await self.store.on_ack(message)  # into _queue_proof when batching
 
     async def on_event(self, message: Event) -> None:
         if message.type in FAULT_EVENTS:
@@ -397,3 +557,40 @@ class DeviceHandlers:
 
     async def on_unknown_cluster(self, cluster_id: str, message: DeviceMessage) -> bool:
         return await self.monitor.on_unknown_cluster(cluster_id, message)
+
+    async def _queue_proof(self, update: ProofUpdate) -> None:
+        self._proof.append(update)
+        if len(self._proof) >= self.batch_max:
+            await self._flush_proof()
+
+    async def flush(self) -> int:
+        """Write everything buffered (monitor first, then proof of play); never raises.
+        Returns how many messages failed to be written since the last call (logged)."""
+        await self.monitor.flush()
+        await self._flush_proof()
+        total = self.failed + self.monitor.failed
+        new, self._reported = total - self._reported, total
+        return new
+
+    async def _flush_proof(self) -> None:
+        async with self._proof_lock:
+            if not self._proof:
+                return
+            batch, self._proof = self._proof, []
+            try:
+                await self.store.apply_proof(batch)
+                return
+            except asyncio.CancelledError:  # stopping: keep them for the last flush
+                self._proof[:0] = batch
+                raise
+            except Exception:
+                log.exception("writing %d acks/events failed: retrying one by one", len(batch))
+            lost = []
+            for update in batch:
+                try:
+                    await self.store.apply_proof([update])
+                except Exception as exc:
+                    self.failed += 1
+                    lost.append(f"{update.session_id}/{update.cluster_id} ({exc!r:.100})")
+            if lost:
+                log.error("proof of play not written: %s", "; ".join(lost[:20]))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import col, select
@@ -14,9 +15,12 @@ from scheduler import (
     ItemRef,
     Part,
     RenditionRef,
+    Segment,
+    SessionPlan,
     SilencePart,
     StreamPart,
     bridge_targets,
+    segments,
 )
 from station._services import StationError
 from station._targets import Directory
@@ -26,6 +30,7 @@ from station.db import (
     ClusterStatus,
     MediaItem,
     MediaRendition,
+    PlaySession,
     ProgrammeItem,
     ProgrammeItemKind,
 )
@@ -103,8 +108,9 @@ async def programme_parts(
             parts.append(media[row.media_id])
         elif row.kind == ProgrammeItemKind.RELAY and row.url and ms > 0:
             parts.append(StreamPart(row.url, ms))
-        elif row.kind == ProgrammeItemKind.LIVE and live_url and ms > 0:
-            parts.append(StreamPart(live_url, ms))
+        elif row.kind == ProgrammeItemKind.LIVE and (row.url or live_url) and ms > 0:
+            # a live item naming a mount (``live:<mount>``) airs that one, else the station's
+            parts.append(StreamPart(row.url or live_url or "", ms))
         elif ms > 0:  # silence, or a live slot with no live URL configured
             parts.append(SilencePart(ms))
     return [p for p in parts if isinstance(p, ItemRef)], parts
@@ -141,6 +147,38 @@ async def programme_items(db: AsyncSession, programme_id: int) -> list[ItemRef]:
         for m in media
         if m.id is not None
     ]
+
+
+async def segment_ends(
+    db: AsyncSession, session_ids: Collection[str], live_url: str | None
+) -> dict[str, tuple[datetime, ...]]:
+    """Per session, the planned end of each of its segments (index ``k``: segment ``<id>~<k>``,
+    0 the session's own id), as the dispatcher sent them: a stream's ``until``, a media run's
+    start plus its items' length (``scheduler.segments``: offsets, guards). Resumptions
+    (``~r<n>``) are worked out when they resume and are not kept: they have no entry."""
+    rows = (
+        await db.exec(select(PlaySession).where(col(PlaySession.id).in_(list(session_ids))))
+    ).all()
+    parts_of: dict[int, tuple[Part, ...]] = {}
+    found: dict[str, tuple[datetime, ...]] = {}
+    for row in rows:
+        if row.programme_id not in parts_of:
+            _items, parts = await programme_parts(db, row.programme_id, live_url)
+            parts_of[row.programme_id] = tuple(parts)
+        plan = SessionPlan(
+            row.id, row.start_at, row.expires_at, [], [], parts=parts_of[row.programme_id]
+        )
+        found[row.id] = tuple(_segment_end(row.start_at, s) for s in segments(plan))
+    return found
+
+
+def _segment_end(session_start: datetime, segment: Segment) -> datetime:
+    length = (
+        segment.stream.duration_ms
+        if segment.stream is not None
+        else sum(item.duration_ms for item in segment.items)
+    )
+    return session_start + timedelta(milliseconds=segment.offset_ms + length)
 
 
 def bridges_json(bridges: Mapping[str, BridgePower]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ stored only as a Mosquitto ``$7$`` hash.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from station.db import (
     Village,
     Zone,
 )
+from station.db.models_fleet import ClusterStatusChange
 
 from ._services import Sessions, StationError
 
@@ -43,6 +45,57 @@ NOT_WORKING = (ClusterStatus.FAULTY, ClusterStatus.RETIRED)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- status history
+
+StatusSnapshot = tuple[ClusterStatus, bool] | None  # (status, online); None: not registered yet
+
+
+def snapshot(cluster: Cluster) -> tuple[ClusterStatus, bool]:
+    return ClusterStatus(cluster.status), bool(cluster.online)
+
+
+def note_status_change(
+    db: AsyncSession, cluster: Cluster, before: StatusSnapshot, reason: str, at: datetime
+) -> ClusterStatusChange | None:
+    """Add a ``cluster_status_changes`` row (in the caller's transaction) if the cluster's
+    status or availability differs from ``before``; None (nothing written) if it does not."""
+    after = snapshot(cluster)
+    if before == after:
+        return None
+    row = ClusterStatusChange(
+        cluster_id=cluster.id,
+        at=at,
+        from_status=before[0] if before is not None else None,
+        to_status=after[0],
+        online=after[1],
+        reason=reason[:200],
+    )
+    db.add(row)
+    return row
+
+
+_MSISDN_JUNK = re.compile(r"[\s.()\-]")
+# Vietnamese mobile numbers: 0 + a 3/5/7/8/9 network prefix + 8 digits (since the 2018 move
+# to 10 digits); +84 / 84 is the country code in place of the leading 0.
+_MSISDN = re.compile(r"^0[35789][0-9]{8}$")
+
+
+def normalise_msisdn(value: str) -> str:
+    """A SIM's subscriber number [số thuê bao] in the national form ``0xxxxxxxxx``.
+
+    Accepts ``+84 912 345 678``, ``84912345678``, ``0912.345.678``; ValueError otherwise."""
+    digits = _MSISDN_JUNK.sub("", value.strip())
+    if digits.startswith("+84"):
+        digits = "0" + digits[3:]
+    elif digits.startswith("84") and len(digits) == 11:
+        digits = "0" + digits[2:]
+    if not _MSISDN.match(digits):
+        raise ValueError(
+            f"not a Vietnamese mobile number: {value[:24]!r} (e.g. 0912345678 or +84912345678)"
+        )
+    return digits
 
 
 def _check_id(value: str, what: str) -> str:
@@ -68,10 +121,16 @@ class ClusterSpec(BaseModel):
     serial: str | None = Field(default=None, max_length=64)
     imei: str | None = Field(default=None, pattern=r"^[0-9]{14,16}$")
     iccid: str | None = Field(default=None, pattern=r"^[0-9]{18,22}F?$")
+    sim_msisdn: str | None = Field(default=None, max_length=24)
     firmware: str | None = Field(default=None, max_length=64)
     installed_on: date | None = None
     installed_as: InstalledAs | None = None
     note: str = ""
+
+    @field_validator("sim_msisdn")
+    @classmethod
+    def _msisdn(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_msisdn(value)
 
     @field_validator("id")
     @classmethod
@@ -89,10 +148,77 @@ def parse_spec(data: dict[str, Any]) -> ClusterSpec:
     try:
         return ClusterSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()
-        )
-        raise StationError(problems) from None
+        raise StationError(_problems(exc), code="cluster_invalid") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+
+
+class ClusterEdit(BaseModel):
+    """The fields a technician may correct on a registered cluster: name, location, hardware.
+
+    Only the fields given change; ``None`` clears an optional field (``lat``/``lon`` together).
+    Village and zones change with ``move_cluster``; kind, bridge and status through the
+    lifecycle (replace, retire)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    model: str | None = Field(default=None, max_length=64)
+    serial: str | None = Field(default=None, max_length=64)
+    imei: str | None = Field(default=None, pattern=r"^[0-9]{14,16}$")
+    iccid: str | None = Field(default=None, pattern=r"^[0-9]{18,22}F?$")
+    sim_msisdn: str | None = Field(default=None, max_length=24)
+    firmware: str | None = Field(default=None, max_length=64)
+    installed_on: date | None = None
+    installed_as: InstalledAs | None = None
+    note: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("sim_msisdn")
+    @classmethod
+    def _msisdn(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_msisdn(value)
+
+
+def parse_edit(data: dict[str, Any]) -> ClusterEdit:
+    """Validate the fields to change; StationError lists every problem."""
+    try:
+        edit = ClusterEdit.model_validate(data)
+    except ValidationError as exc:
+        raise StationError(_problems(exc), code="cluster_invalid") from None
+    given = edit.model_fields_set
+    if ("lat" in given) != ("lon" in given) or (edit.lat is None) != (edit.lon is None):
+        raise StationError("give lat and lon together", code="lat_lon_together")
+    if "name" in given and edit.name is None:
+        raise StationError("name: a cluster keeps a name", code="cluster_keeps_name")
+    return edit
+
+
+async def edit_cluster(
+    sessions: Sessions,
+    cluster_id: str,
+    edit: ClusterEdit,
+    check: Callable[[Cluster], None] | None = None,
+) -> Cluster:
+    """Change the given fields in one transaction; ``check`` sees the current row first (the
+    API's If-Match) and may raise to refuse."""
+    async with sessions() as db:
+        cluster = await db.get(Cluster, cluster_id)
+        if cluster is None:
+            raise StationError(
+                f"unknown cluster {cluster_id}", code="cluster_unknown", cluster_ids=[cluster_id]
+            )
+        if check is not None:
+            check(cluster)
+        for name in edit.model_fields_set:
+            value = getattr(edit, name)
+            setattr(cluster, name, "" if name == "note" and value is None else value)
+        db.add(cluster)
+        await db.commit()
+        await db.refresh(cluster)
+        return cluster
 
 
 @dataclass(frozen=True)
@@ -142,14 +268,18 @@ async def add_village(
     note: str = "",
 ) -> Village:
     if not is_valid_id(village_id):
-        raise StationError(f"invalid village id {village_id!r}")
+        raise StationError(
+            f"invalid village id {village_id!r}", code="village_id_invalid", village_id=village_id
+        )
     if not name.strip():
-        raise StationError("a village needs a name")
+        raise StationError("a village needs a name", code="village_name_needed")
     if households is not None and households < 0:
-        raise StationError("households must not be negative")
+        raise StationError("households must not be negative", code="households_negative")
     async with sessions() as db:
         if await db.get(Village, village_id) is not None:
-            raise StationError(f"village {village_id} already exists")
+            raise StationError(
+                f"village {village_id} already exists", code="village_exists", village_id=village_id
+            )
         village = Village(
             id=village_id, name=name.strip(), households=households, lat=lat, lon=lon, note=note
         )
@@ -161,10 +291,12 @@ async def add_village(
 
 async def add_zone(sessions: Sessions, zone_id: str, name: str) -> Zone:
     if not is_valid_id(zone_id):
-        raise StationError(f"invalid zone id {zone_id!r}")
+        raise StationError(f"invalid zone id {zone_id!r}", code="zone_id_invalid", zone_id=zone_id)
     async with sessions() as db:
         if await db.get(Zone, zone_id) is not None:
-            raise StationError(f"zone {zone_id} already exists")
+            raise StationError(
+                f"zone {zone_id} already exists", code="zone_exists", zone_id=zone_id
+            )
         zone = Zone(id=zone_id, name=name.strip() or zone_id)
         db.add(zone)
         await db.commit()
@@ -176,7 +308,7 @@ async def assign_zone(sessions: Sessions, zone_id: str, cluster_ids: Sequence[st
     """Put clusters into a zone; returns the ids newly added."""
     async with sessions() as db:
         if await db.get(Zone, zone_id) is None:
-            raise StationError(f"unknown zone {zone_id}")
+            raise StationError(f"unknown zone {zone_id}", code="zone_unknown", zone_ids=[zone_id])
         await _require_clusters(db, cluster_ids)
         existing = set(
             (
@@ -202,7 +334,9 @@ async def _require_clusters(db: AsyncSession, cluster_ids: Sequence[str]) -> Non
     found = set((await db.exec(select(Cluster.id).where(col(Cluster.id).in_(cluster_ids)))).all())
     missing = [c for c in cluster_ids if c not in found]
     if missing:
-        raise StationError(f"unknown cluster(s): {', '.join(missing)}")
+        raise StationError(
+            f"unknown cluster(s): {', '.join(missing)}", code="cluster_unknown", cluster_ids=missing
+        )
 
 
 async def _require_zones(db: AsyncSession, zone_ids: Sequence[str]) -> None:
@@ -210,7 +344,9 @@ async def _require_zones(db: AsyncSession, zone_ids: Sequence[str]) -> None:
     missing = [z for z in zone_ids if z not in found]
     if missing:
         raise StationError(
-            f"unknown zone(s): {', '.join(missing)} (add them with `loaxa zone add`)"
+            f"unknown zone(s): {', '.join(missing)} (add them with `loaxa zone add`)",
+            code="zone_unknown",
+            zone_ids=missing,
         )
 
 
@@ -219,18 +355,36 @@ async def _require_zones(db: AsyncSession, zone_ids: Sequence[str]) -> None:
 
 async def _check_links(db: AsyncSession, spec: ClusterSpec) -> None:
     if spec.village_id is not None and await db.get(Village, spec.village_id) is None:
-        raise StationError(f"unknown village {spec.village_id} (add it with `loaxa village add`)")
+        raise StationError(
+            f"unknown village {spec.village_id} (add it with `loaxa village add`)",
+            code="village_unknown",
+            village_id=spec.village_id,
+        )
     await _require_zones(db, spec.zones)
     if spec.kind in LEGACY:
         if not spec.bridge_id:
-            raise StationError(f"a {spec.kind} cluster needs a bridge (--bridge)")
+            raise StationError(
+                f"a {spec.kind} cluster needs a bridge (--bridge)",
+                code="bridge_needed",
+                kind=str(spec.kind),
+            )
         bridge = await db.get(Cluster, spec.bridge_id)
         if bridge is None or bridge.kind != ClusterKind.BRIDGE:
-            raise StationError(f"bridge {spec.bridge_id} is not a registered bridge cluster")
+            raise StationError(
+                f"bridge {spec.bridge_id} is not a registered bridge cluster",
+                code="bridge_unknown",
+                bridge_id=spec.bridge_id,
+            )
         if bridge.status == ClusterStatus.RETIRED:
-            raise StationError(f"bridge {spec.bridge_id} is retired")
+            raise StationError(
+                f"bridge {spec.bridge_id} is retired",
+                code="bridge_retired",
+                bridge_id=spec.bridge_id,
+            )
     elif spec.bridge_id or spec.zone_code:
-        raise StationError("only fm/wired clusters have a bridge and a zone code")
+        raise StationError(
+            "only fm/wired clusters have a bridge and a zone code", code="bridge_only_legacy"
+        )
 
 
 def _row_from(spec: ClusterSpec) -> Cluster:
@@ -247,6 +401,7 @@ def _row_from(spec: ClusterSpec) -> Cluster:
         serial=spec.serial,
         imei=spec.imei,
         iccid=spec.iccid,
+        sim_msisdn=spec.sim_msisdn,
         firmware=spec.firmware,
         installed_on=spec.installed_on,
         installed_as=spec.installed_as,
@@ -274,18 +429,25 @@ def _issue(cluster: Cluster, endpoints: Endpoints) -> ProvisioningBundle:
 
 
 async def register_cluster(
-    sessions: Sessions, spec: ClusterSpec, endpoints: Endpoints
+    sessions: Sessions, spec: ClusterSpec, endpoints: Endpoints, *, at: datetime | None = None
 ) -> ProvisioningBundle:
-    """Register a new cluster and return its provisioning bundle (the password, once)."""
+    """Register a new cluster and return its provisioning bundle (the password, once).
+
+    ``at``: the registration time its status history starts with (default now)."""
     async with sessions() as db:
         if await db.get(Cluster, spec.id) is not None:
-            raise StationError(f"cluster {spec.id} is already registered")
+            raise StationError(
+                f"cluster {spec.id} is already registered",
+                code="cluster_exists",
+                cluster_id=spec.id,
+            )
         await _check_links(db, spec)
         cluster = _row_from(spec)
         bundle = _issue(cluster, endpoints)
         db.add(cluster)
         await db.flush()
         db.add_all(ClusterZone(zone_id=z, cluster_id=spec.id) for z in spec.zones)
+        note_status_change(db, cluster, None, "registered", at or _now())
         await db.commit()
     log.info("registered cluster %s (%s)", spec.id, spec.kind)
     return bundle
@@ -298,9 +460,16 @@ async def provision_cluster(
     async with sessions() as db:
         cluster = await _get_active(db, cluster_id)
         if cluster.kind in LEGACY:
-            raise StationError(f"{cluster_id} is a {cluster.kind} cluster: it never connects")
+            raise StationError(
+                f"{cluster_id} is a {cluster.kind} cluster: it never connects",
+                code="cluster_never_connects",
+                cluster_id=cluster_id,
+                kind=str(cluster.kind),
+            )
+        before = snapshot(cluster)
         bundle = _issue(cluster, endpoints)
         db.add(cluster)
+        note_status_change(db, cluster, before, "provisioned", _now())
         await db.commit()
     return bundle
 
@@ -308,9 +477,13 @@ async def provision_cluster(
 async def _get_active(db: AsyncSession, cluster_id: str) -> Cluster:
     cluster = await db.get(Cluster, cluster_id)
     if cluster is None:
-        raise StationError(f"unknown cluster {cluster_id}")
+        raise StationError(
+            f"unknown cluster {cluster_id}", code="cluster_unknown", cluster_ids=[cluster_id]
+        )
     if cluster.status == ClusterStatus.RETIRED:
-        raise StationError(f"cluster {cluster_id} is retired")
+        raise StationError(
+            f"cluster {cluster_id} is retired", code="cluster_retired", cluster_id=cluster_id
+        )
     return cluster
 
 
@@ -338,10 +511,15 @@ async def retire_cluster(sessions: Sessions, cluster_id: str) -> Cluster:
             names = ", ".join(c.id for c in attached)
             raise StationError(
                 f"bridge {cluster_id} still drives {names}: retire or replace those first, "
-                "or replace the bridge with `loaxa cluster replace`"
+                "or replace the bridge with `loaxa cluster replace`",
+                code="bridge_still_drives",
+                cluster_id=cluster_id,
+                clusters=[c.id for c in attached],
             )
-        _retire(cluster, _now())
+        before, now = snapshot(cluster), _now()
+        _retire(cluster, now)
         db.add(cluster)
+        note_status_change(db, cluster, before, "retired", now)
         await db.commit()
         await db.refresh(cluster)
     log.info("retired cluster %s", cluster_id)
@@ -358,17 +536,28 @@ async def replace_cluster(
     The old cluster is retired; ``replaces``/``replaced_by`` keep the history.
     """
     if spec.kind in LEGACY:
-        raise StationError("a replacement must be an ICT cluster (kind ict or bridge)")
+        raise StationError(
+            "a replacement must be an ICT cluster (kind ict or bridge)", code="replacement_kind"
+        )
     if spec.id == old_id:
-        raise StationError("the replacement needs a new cluster id")
+        raise StationError("the replacement needs a new cluster id", code="replacement_same_id")
     async with sessions() as db:
         old = await _get_active(db, old_id)
         if await db.get(Cluster, spec.id) is not None:
-            raise StationError(f"cluster {spec.id} is already registered")
+            raise StationError(
+                f"cluster {spec.id} is already registered",
+                code="cluster_exists",
+                cluster_id=spec.id,
+            )
         attached = await _legacy_on(db, old_id)
         if attached and spec.kind != ClusterKind.BRIDGE:
             names = ", ".join(c.id for c in attached)
-            raise StationError(f"{old_id} drives {names}: replace it with --kind bridge")
+            raise StationError(
+                f"{old_id} drives {names}: replace it with --kind bridge",
+                code="replacement_drives",
+                cluster_id=old_id,
+                clusters=[c.id for c in attached],
+            )
         zones = spec.zones or await zones_of(db, old_id)
         spec = spec.model_copy(
             update={
@@ -391,8 +580,11 @@ async def replace_cluster(
             legacy.bridge_id = new.id
             db.add(legacy)
         old.replaced_by = new.id
-        _retire(old, _now())
+        before, now = snapshot(old), _now()
+        _retire(old, now)
         db.add(old)
+        note_status_change(db, new, None, f"registered, replaces {old_id}", now)
+        note_status_change(db, old, before, f"replaced by {new.id}", now)
         await _retarget_schedules(db, old_id, new.id)
         await db.commit()
     log.info("cluster %s replaced by %s", old_id, spec.id)
@@ -426,14 +618,17 @@ async def move_cluster(
 ) -> Cluster:
     """Change a cluster's village, zones (replacing the set) and/or location."""
     if (lat is None) != (lon is None):
-        raise StationError("give both --lat and --lon")
+        raise StationError("give both --lat and --lon", code="lat_lon_together")
     if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise StationError("latitude/longitude out of range")
+        raise StationError("latitude/longitude out of range", code="lat_lon_range")
     async with sessions() as db:
         cluster = await _get_active(db, cluster_id)
         if village_id is not None:
             if await db.get(Village, village_id) is None:
-                raise StationError(f"unknown village {village_id}")
+                raise StationError(
+                    f"unknown village {village_id}", code="village_unknown", village_id=village_id
+                )
+
             cluster.village_id = village_id
         if lat is not None:
             cluster.lat, cluster.lon = lat, lon

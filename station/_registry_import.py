@@ -3,13 +3,16 @@
 Import is per row: each row is validated and written in its own transaction, so a bad row is
 reported (line number, id, reason) and never half-written, and the good rows are kept. Imported
 clusters get no credentials: ``loaxa cluster provision ID`` issues them when the technician is
-at the device.
+at the device. Each imported cluster's status history (``cluster_status_changes``) starts with
+its registration row, written in the row's transaction at the time of the import: what it did
+before is unknown, so the inventory report counts its availability from then.
 
 CSV formats (UTF-8, header row, column order free, unknown columns refused):
 
 - villages: ``id,name,households,lat,lon,note`` (``id`` and ``name`` required)
 - clusters: ``id,name,kind,village,zones,lat,lon,bridge,zone_code,model,serial,imei,iccid,
-  firmware,installed_on,installed_as,status,replaces,note``; ``id`` required; ``kind`` is
+  sim_msisdn,firmware,installed_on,installed_as,status,replaces,note``; ``id`` required;
+  ``sim_msisdn`` the SIM's subscriber number (0912345678 or +84912345678); ``kind`` is
   ict|bridge|fm|wired (default ict); ``zones`` separated by ``;``; ``installed_on`` is
   YYYY-MM-DD; ``installed_as`` new_station|replacement|extension; ``status`` working|faulty|
   retired (default working); fm/wired rows need ``bridge``, defined on an earlier row or before.
@@ -27,14 +30,22 @@ from sqlmodel import select
 
 from station.db import Cluster, ClusterKind, ClusterStatus, ClusterZone, Village
 
-from ._registry import LEGACY, NOT_WORKING, _check_links, _row_from, add_village, parse_spec
+from ._registry import (
+    LEGACY,
+    NOT_WORKING,
+    _check_links,
+    _row_from,
+    add_village,
+    note_status_change,
+    parse_spec,
+)
 from ._services import Sessions, StationError
 
 VILLAGE_COLUMNS = ("id", "name", "households", "lat", "lon", "note")
 CLUSTER_COLUMNS = (
     "id", "name", "kind", "village", "zones", "lat", "lon", "bridge", "zone_code", "model",
-    "serial", "imei", "iccid", "firmware", "installed_on", "installed_as", "status",
-    "replaces", "note",
+    "serial", "imei", "iccid", "sim_msisdn", "firmware", "installed_on", "installed_as",
+    "status", "replaces", "note",
 )  # fmt: skip
 _STATUS = {
     "": ClusterStatus.REGISTERED,
@@ -46,9 +57,18 @@ _STATUS = {
 
 @dataclass(frozen=True)
 class RowResult:
+    """One row of the report: ``error`` the English reason; ``code`` (one of
+    ``station.api._problems.CODES``, None when unknown) and ``params`` say it for the console."""
+
     line: int
     id: str
     error: str | None = None
+    code: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def refused(cls, line: int, row_id: str, exc: StationError) -> RowResult:
+        return cls(line, row_id, str(exc), exc.code, dict(exc.params))
 
 
 @dataclass
@@ -68,10 +88,13 @@ def _read(text: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
     if "id" not in header:
-        raise StationError("the CSV needs a header row with an 'id' column")
+        raise StationError("the CSV needs a header row with an 'id' column", code="csv_invalid")
     unknown = [h for h in header if h not in columns]
     if unknown:
-        raise StationError(f"unknown column(s) {', '.join(unknown)}; known: {', '.join(columns)}")
+        raise StationError(
+            f"unknown column(s) {', '.join(unknown)}; known: {', '.join(columns)}",
+            code="csv_invalid",
+        )
     reader.fieldnames = header
     return [
         (reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None})
@@ -80,8 +103,14 @@ def _read(text: str, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]
     ]
 
 
-def _number(value: str, kind: type[int] | type[float]) -> Any:
-    return kind(value) if value else None
+def _number(row: dict[str, str], column: str, kind: type[int] | type[float]) -> Any:
+    value = row.get(column, "")
+    try:
+        return kind(value) if value else None
+    except ValueError as exc:
+        raise StationError(
+            f"not a number: {exc}", code="import_not_a_number", column=column, value=value
+        ) from None
 
 
 async def import_villages(sessions: Sessions, text: str) -> ImportReport:
@@ -89,18 +118,15 @@ async def import_villages(sessions: Sessions, text: str) -> ImportReport:
     for line, row in _read(text, VILLAGE_COLUMNS):
         vid = row.get("id", "")
         try:
-            try:
-                households = _number(row.get("households", ""), int)
-                lat = _number(row.get("lat", ""), float)
-                lon = _number(row.get("lon", ""), float)
-            except ValueError as exc:
-                raise StationError(f"not a number: {exc}") from None
+            households = _number(row, "households", int)
+            lat = _number(row, "lat", float)
+            lon = _number(row, "lon", float)
             await add_village(
                 sessions, vid, row.get("name", ""), households, lat, lon, row.get("note", "")
             )
             report.rows.append(RowResult(line, vid))
         except StationError as exc:
-            report.rows.append(RowResult(line, vid, str(exc)))
+            report.rows.append(RowResult.refused(line, vid, exc))
     return report
 
 
@@ -114,44 +140,58 @@ def _spec_fields(row: dict[str, str]) -> dict[str, Any]:
         "bridge_id": row.get("bridge") or None,
         "note": row.get("note", ""),
     }
-    for key in ("lat", "lon", "zone_code", "model", "serial", "imei", "iccid", "firmware"):
+    hardware = ("model", "serial", "imei", "iccid", "sim_msisdn", "firmware")
+    for key in ("lat", "lon", "zone_code", *hardware):
         data[key] = row.get(key) or None
     data["installed_on"] = row.get("installed_on") or None
     data["installed_as"] = row.get("installed_as") or None
     return data
 
 
-async def import_clusters(sessions: Sessions, text: str) -> ImportReport:
+async def import_clusters(
+    sessions: Sessions, text: str, *, at: datetime | None = None
+) -> ImportReport:
+    """Import clusters row by row; ``at``: the registration time recorded in each imported
+    cluster's status history (default: the time its row is written)."""
     report = ImportReport()
     for line, row in _read(text, CLUSTER_COLUMNS):
         cid = row.get("id", "")
         try:
-            await _import_cluster(sessions, row)
+            await _import_cluster(sessions, row, at or datetime.now(UTC))
             report.rows.append(RowResult(line, cid))
         except StationError as exc:
-            report.rows.append(RowResult(line, cid, str(exc)))
+            report.rows.append(RowResult.refused(line, cid, exc))
     await _link_history(sessions, report.imported)
     return report
 
 
-async def _import_cluster(sessions: Sessions, row: dict[str, str]) -> None:
+async def _import_cluster(sessions: Sessions, row: dict[str, str], now: datetime) -> None:
     status_text = row.get("status", "").lower()
     if status_text not in _STATUS:
-        raise StationError(f"status must be working, faulty or retired, not {status_text!r}")
+        raise StationError(
+            f"status must be working, faulty or retired, not {status_text!r}",
+            code="cluster_status_invalid",
+            value=status_text,
+        )
     spec = parse_spec(_spec_fields(row))
     replaces = row.get("replaces") or None
     async with sessions() as db:
         if await db.get(Cluster, spec.id) is not None:
-            raise StationError(f"cluster {spec.id} is already registered")
+            raise StationError(
+                f"cluster {spec.id} is already registered",
+                code="cluster_exists",
+                cluster_id=spec.id,
+            )
         await _check_links(db, spec)
         cluster = _row_from(spec)
         cluster.status = _STATUS[status_text]
         cluster.replaces = replaces
         if cluster.status == ClusterStatus.RETIRED:
-            cluster.retired_at = datetime.now(UTC)
+            cluster.retired_at = now
         db.add(cluster)
         await db.flush()
         db.add_all(ClusterZone(zone_id=z, cluster_id=spec.id) for z in spec.zones)
+        note_status_change(db, cluster, None, "registered by CSV import", now)
         await db.commit()
 
 

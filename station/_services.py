@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,19 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 class StationError(Exception):
-    """An operation refused with a message for the user."""
+    """An operation refused with a message for the user.
+
+    ``code`` (one of ``station.api._problems.CODES``) and ``params`` (ids, names) let the API
+    answer with a problem the console says in the user's language; the message stays English.
+    """
+
+    code: str | None = None
+
+    def __init__(self, message: str = "", *, code: str | None = None, **params: object) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.params: dict[str, object] = params
 
 
 def media_settings(settings: Settings) -> MediaSettings:
@@ -65,14 +77,20 @@ async def add_media(
 
 async def create_programme(sessions: Sessions, title: str, media_ids: Sequence[int]) -> Programme:
     if not media_ids:
-        raise StationError("a programme needs at least one media item")
+        raise StationError(
+            "a programme needs at least one media item", code="programme_items_needed"
+        )
     async with sessions() as db:
         found = set(
             (await db.exec(select(MediaItem.id).where(col(MediaItem.id).in_(media_ids)))).all()
         )
         missing = [m for m in media_ids if m not in found]
         if missing:
-            raise StationError(f"unknown media item(s): {', '.join(map(str, missing))}")
+            raise StationError(
+                f"unknown media item(s): {', '.join(map(str, missing))}",
+                code="media_unknown",
+                media_ids=list(missing),
+            )
         programme = Programme(title=title)
         db.add(programme)
         await db.flush()
@@ -112,17 +130,43 @@ async def schedule_once(
         return schedule
 
 
-async def register_clusters(sessions: Sessions, clusters: Iterable[tuple[str, str]]) -> list[str]:
-    """Register (id, name) pairs that are not yet known; returns the ids added."""
-    added: list[str] = []
+async def register_clusters(
+    sessions: Sessions, clusters: Iterable[tuple[str, str]], *, at: datetime | None = None
+) -> list[str]:
+    """Register (id, name) pairs that are not yet known; returns the ids added. Each new
+    cluster's status history starts with its registration (``at``, default now).
+
+    Every id is checked before anything is written: an invalid one, or one given twice, refuses
+    the whole call (a second name for the same id would be a guess)."""
+    from ._registry import note_status_change  # _registry imports this module
+
+    wanted = list(clusters)
+    seen: set[str] = set()
+    for cluster_id, _name in wanted:
+        if not is_valid_id(cluster_id):
+            raise StationError(
+                f"invalid cluster id {cluster_id!r}: letters, digits, '_', '.', '-' only",
+                code="cluster_invalid",
+                cluster_id=cluster_id,
+            )
+        if cluster_id in seen:
+            raise StationError(
+                f"cluster id {cluster_id!r} is given more than once",
+                code="cluster_id_repeated",
+                cluster_id=cluster_id,
+            )
+
+        seen.add(cluster_id)
+    added: list[Cluster] = []
     async with sessions() as db:
-        for cluster_id, name in clusters:
-            if not is_valid_id(cluster_id):
-                raise StationError(
-                    f"invalid cluster id {cluster_id!r}: letters, digits, '_', '.', '-' only"
-                )
+        for cluster_id, name in wanted:
             if await db.get(Cluster, cluster_id) is None:
-                db.add(Cluster(id=cluster_id, name=name))
-                added.append(cluster_id)
+                cluster = Cluster(id=cluster_id, name=name)
+                db.add(cluster)
+                added.append(cluster)
+        await db.flush()  # the history rows refer to the clusters
+        when = at or datetime.now(UTC)
+        for cluster in added:
+            note_status_change(db, cluster, None, "registered", when)
         await db.commit()
-    return added
+    return [c.id for c in added]

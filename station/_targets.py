@@ -55,14 +55,21 @@ class Directory:
         wanted = self._pick("village", targets.get("villages", []), set(self.villages))
         found |= {c for c, v in self.villages_of.items() if v in wanted}
         if not found:
-            raise StationError(f"targets {dict(targets)} reach no cluster")
+            raise StationError(
+                f"targets {dict(targets)} reach no cluster", code="targets_reach_none"
+            )
         return frozenset(found)
 
     @staticmethod
     def _pick(kind: str, ids: list[str], known: set[str]) -> set[str]:
         unknown = sorted(set(ids) - known)
         if unknown:
-            raise StationError(f"unknown {kind}(s): {', '.join(unknown)}")
+            raise StationError(
+                f"unknown {kind}(s): {', '.join(unknown)}",
+                code="target_unknown",
+                target=kind,
+                ids=unknown,
+            )
         return set(ids)
 
     def locality(self, cluster_id: str, playout: PlayoutSection) -> str:
@@ -79,12 +86,18 @@ def check_targets(targets: Mapping[str, Any]) -> None:
     """The shape: {"all": true} or any of {"clusters"|"zones"|"villages": [ids]}."""
     unknown = sorted(set(targets) - set(TARGET_KEYS))
     if unknown:
-        raise StationError(f"unknown target key(s) {', '.join(unknown)}: use {TARGET_KEYS}")
+        raise StationError(
+            f"unknown target key(s) {', '.join(unknown)}: use {TARGET_KEYS}", code="targets_invalid"
+        )
     if targets.get("all") and len(targets) > 1:
-        raise StationError('targets: "all" cannot be combined with other targets')
+        raise StationError(
+            'targets: "all" cannot be combined with other targets', code="targets_invalid"
+        )
     for key in TARGET_KEYS[1:]:
         ids = targets.get(key, [])
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise StationError(f"targets: {key} must be a list of ids")
+            raise StationError(f"targets: {key} must be a list of ids", code="targets_invalid")
     if not targets.get("all") and not any(targets.get(k) for k in TARGET_KEYS[1:]):
-        raise StationError("targets: give all, or clusters, zones or villages")
+        raise StationError(
+            "targets: give all, or clusters, zones or villages", code="targets_invalid"
+        )

@@ -29,7 +29,7 @@ from ._access import BrokerAccess
 from ._delivery import codecs_for_factory, delivery_ctx, url_for_factory
 from ._emergency import EmergencyStore, StationEmergencyTrigger
 from ._fleet_setup import embedded_broker, fleet_watch, monitor_settings, mosquitto_files
-from ._http import setup_routes
+from ._http import server_ssl_context, setup_routes
 from ._metrics import metrics_ctx
 from ._monitor import DeviceHandlers, FleetMonitor
 from ._playout_store import PlayoutStore
@@ -63,6 +63,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         # live slots air the hub's studio mount unless playout.live_url overrides it
         live_url=settings.playout.live_url or f"{LIVE_PREFIX}{settings.live.studio_mount}",
         misfire_grace_s=settings.scheduler.misfire_grace_s,
+        approval_required=settings.auth.approval_required,
     )
     app[keys.MONITOR] = FleetMonitor(
         app[keys.SESSIONS],
@@ -93,6 +94,7 @@ async def _mqtt(app: web.Application) -> AsyncIterator[None]:
     if settings.mqtt.embedded:
         broker, login = embedded_broker(settings, app[keys.ACCESS].lookup)
         await broker.start()
+        app[keys.ACCESS].broker = broker  # ends sessions of revoked credentials on refresh
         url = broker.url
         address = replace(BrokerAddress.from_url(url), username=login[0], password=login[1])
     app[keys.RUNTIME].mqtt_url = url
@@ -135,6 +137,7 @@ async def _mqtt(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if broker is not None:
+            app[keys.ACCESS].broker = None
             await broker.stop()
 
 
@@ -162,7 +165,7 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
         forward_horizon_s=settings.scheduler.forward_horizon_s,
         emergencies=EmergencyStore(
             app[keys.SESSIONS],
-            live_url=settings.playout.live_url,
+            live_url=settings.playout.live_url or f"{LIVE_PREFIX}{settings.live.studio_mount}",
             misfire_grace_s=settings.scheduler.misfire_grace_s,
         ),
         bridge_warmup_s=settings.playout.bridge_warmup_s,
@@ -207,18 +210,25 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def start_station(settings: Settings) -> RunningStation:
-    """Bind HTTP, start every resource, serve. Port 0 picks a free port."""
+    """Bind HTTP(S), start every resource, serve. Port 0 picks a free port.
+
+    Raises ``ConfigError`` (naming the key) when the TLS certificate or key cannot be used,
+    before anything is bound or started."""
+    ssl_context = await asyncio.to_thread(server_ssl_context, settings.http)
     sock = _bind(settings.http.host, settings.http.port)
     host, port = sock.getsockname()[:2]
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    scheme = "https" if ssl_context is not None else "http"
     runtime = keys.Runtime(
-        public_base_url=settings.http.public_base_url or f"http://{shown_host}:{port}"
+        public_base_url=settings.http.public_base_url or f"{scheme}://{shown_host}:{port}"
     )
     app = create_app(settings, runtime)
-    runner = web.AppRunner(app, access_log=None)
+    # Clusters and microphones hold long requests open; the live hub hangs them up on shutdown,
+    # and anything else gets 10 s (aiohttp's default would keep a restart waiting 60 s).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10.0)
     try:
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         sock.close()

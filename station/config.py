@@ -250,6 +250,12 @@ class HttpSection(_Section):
     url_secret: SecretStr | None = None
     # How long a signed media URL stays valid, in seconds.
     url_ttl_s: int = Field(default=86400, ge=60)
+    # HTTPS: certificate chain and private key (PEM). Both set = the station serves HTTPS only
+    # (TLS 1.2 or later) and the URLs it hands out are https://. tls_ca: the CA certificate
+    # clusters need to trust it (a private CA); it goes into every provisioning bundle.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
 
     @field_validator("url_secret")
     @classmethod
@@ -269,6 +275,26 @@ class HttpSection(_Section):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL such as http://10.0.0.2:8080")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise ValueError(f"{missing} is required when the other of tls_cert/tls_key is set")
+        if self.tls and self.public_base_url and not self.public_base_url.startswith("https://"):
+            raise ValueError("public_base_url must be https:// when tls_cert is set")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """The station itself serves HTTPS."""
+        return self.tls_cert is not None
+
+    @property
+    def base_url(self) -> str:
+        """Where clusters and tools reach the station: ``public_base_url`` or host and port."""
+        scheme = "https" if self.tls else "http"
+        return self.public_base_url or f"{scheme}://{self.host}:{self.port}"
 
 
 class MediaSection(_Section):
@@ -340,6 +366,10 @@ class AuthSection(_Section):
     # Failed logins per username and per client address before exponential backoff (HTTP 429).
     login_max_failures: int = Field(default=5, ge=1)
     login_backoff_max_s: int = Field(default=900, ge=1)
+    # Failed logins count for this long (a sliding window, kept in the database); the first
+    # lock-out lasts login_lockout_s and doubles with each further failure.
+    login_window_s: int = Field(default=900, ge=1)
+    login_lockout_s: int = Field(default=1, ge=1)
     # A programme version must be approved by an approver before it can be scheduled.
     approval_required: bool = False
     # An emergency broadcast needs a second user to confirm it.
@@ -423,6 +453,19 @@ class PlayoutSection(_Section):
         return self
 
 
+ReportCadence = typing.Literal["daily", "monthly", "half_year", "year"]
+
+
+class ReportPushSection(_Section):
+    """Reports pushed upstream on a cadence (docs/upstream.md "Cadence"): each closed period's
+    report is queued once (key ``report:<kind>:<period>:auto``), ``delay_h`` after it closes."""
+
+    activity: tuple[ReportCadence, ...] = ("monthly", "half_year", "year")
+    inventory: tuple[ReportCadence, ...] = ("half_year", "year")
+    check_interval_s: float = Field(default=900.0, gt=0)  # how often due periods are looked for
+    delay_h: float = Field(default=6.0, ge=0, le=24 * 31)  # late proof of play settles first
+
+
 class UpstreamSection(_Section):
     """The provincial Source Information System [Hệ thống thông tin nguồn]; docs/upstream.md."""
 
@@ -449,6 +492,11 @@ class UpstreamSection(_Section):
     # Emergency bulletins: "never" = trigger at once, "always" = an operator confirms first.
     emergency_confirm: typing.Literal["never", "always"] = "never"
     audio_max_mb: int = Field(default=50, ge=1)
+    # A priority bulletin with audio that no operator placed or declined this many minutes
+    # after it arrived is placed by the station itself before the next programme on its
+    # villages (DOMAIN: priority bulletins play ahead in the next programme). 0/null: never.
+    auto_place_priority_after_min: float | None = Field(default=30.0, ge=0)
+    push: ReportPushSection = Field(default_factory=ReportPushSection)  # reports' cadence
     audio_content_types: tuple[str, ...] = (
         "audio/mpeg",
         "audio/ogg",
@@ -511,6 +559,26 @@ class LiveSection(_Section):
     studio_mount: str = Field(default="studio", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
     # Scale-out: also push every mount as a source to icecast://source:PW@host:port (+ /<mount>).
     icecast_push_url: SecretStr | None = None
+    # ... and clusters fetch mounts from this Icecast edge/relay (+ /<mount>, signed per cluster
+    # like the station's URLs) instead of the station; needs icecast_push_url. docs/live.md.
+    icecast_edge_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s?#]+$", max_length=500
+    )
+    # HTTP listeners get audio in batches, one socket write per batch and listener (the fan-out's
+    # CPU is per write): http_batch_ms of audio at least; with many listeners the batch grows so
+    # that the fan-out makes at most http_batch_writes_per_s writes/s, up to http_batch_max_ms
+    # (the most delay batching adds; clusters buffer 1-2 s). docs/live.md "Fan-out".
+    http_batch_ms: int = Field(default=200, ge=20, le=2000)
+    http_batch_max_ms: int = Field(default=600, ge=20, le=2000)
+    http_batch_writes_per_s: int = Field(default=2000, ge=100)
+
+    @model_validator(mode="after")
+    def _batch_range(self) -> Self:
+        if self.http_batch_max_ms < self.http_batch_ms:
+            raise ValueError("http_batch_max_ms must be >= http_batch_ms")
+        if self.icecast_edge_url is not None and self.icecast_push_url is None:
+            raise ValueError("icecast_edge_url needs icecast_push_url (the edge relays the push)")
+        return self
 
 
 class Settings(_Section):
@@ -600,6 +668,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     resolve("media", "dir")
     resolve("mqtt", "ca_file")
     resolve("upstream", "ca_file")
+    for key in ("tls_cert", "tls_key", "tls_ca"):
+        resolve("http", key)
     for key in ("mosquitto_password_file", "mosquitto_acl_file", "mosquitto_pid_file"):
         resolve("devices", key)
     resolve("media", "ffmpeg", only_if_slash=True)

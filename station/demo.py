@@ -79,10 +79,17 @@ async def run_demo(
     out: Print = print,
 ) -> DemoResult:
     station = await start_station(settings)
+    alerts = logging.getLogger("station._alerts")
+    level = alerts.level
     try:
         return await _demo(station, settings, clusters, seconds, speed, keep_running, out)
     finally:
-        await station.stop()
+        # The simulated clusters leaving at the end are expected, not alerts to show.
+        alerts.setLevel(logging.ERROR)
+        try:
+            await station.stop()
+        finally:
+            alerts.setLevel(level)
 
 
 async def _demo(

@@ -12,12 +12,15 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from devices import EmbeddedBroker
-from station.config import sync_driver_url
+from station.config import Settings
+from tests.api_support import settings_for
+from tests.browser_support import BROWSER_FLAGS, CHROMIUM
+from tests.db_support import postgres_schema
 
 TEST_MQTT_URL = os.environ.get("LOAXA_TEST_MQTT_URL", "")
 TEST_DATABASE_URL = os.environ.get("LOAXA_TEST_DATABASE_URL", "")
@@ -37,30 +40,36 @@ async def mqtt_url() -> AsyncIterator[str]:
         await broker.stop()
 
 
-def _with_search_path(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, or a fresh schema in the test PostgreSQL."""
     if not TEST_DATABASE_URL:
         yield f"sqlite:///{tmp_path}/loaxa.db"
         return
-    schema = f"loaxa_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(sync_driver_url(TEST_DATABASE_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        yield _with_search_path(TEST_DATABASE_URL, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_schema(TEST_DATABASE_URL) as url:
+        yield url
 
 
 @pytest.fixture
 def station_id() -> str:
     """Unique per test, so tests sharing one external broker never see each other's topics."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, mqtt_url: str, database_url: str, station_id: str) -> Settings:
+    """The API tests' station settings (a module may define its own ``settings``)."""
+    return settings_for(tmp_path, mqtt_url, database_url, station_id)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's chromium driven by Playwright (no browser download); console tests only."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_FLAGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

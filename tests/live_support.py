@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
@@ -105,8 +106,9 @@ ICECAST_PASSWORD = "icecast-test-pw"
 
 
 @asynccontextmanager
-async def icecast_server(tmp_path: Path) -> AsyncIterator[int]:
-    """Debian's icecast2 on a free port (the caller skips when the binary is missing)."""
+async def icecast_server(tmp_path: Path, mounts: str = "") -> AsyncIterator[int]:
+    """Debian's icecast2 on a free port (the caller skips when the binary is missing);
+    ``mounts``: ``<mount>`` blocks for its config (listener authentication)."""
     binary = shutil.which("icecast2")
     assert binary is not None
     with socket.socket() as s:
@@ -131,7 +133,7 @@ async def icecast_server(tmp_path: Path) -> AsyncIterator[int]:
         f"<basedir>/usr/share/icecast2</basedir><logdir>{logdir}</logdir>"
         f"<webroot>/usr/share/icecast2/web</webroot><adminroot>/usr/share/icecast2/admin</adminroot>"
         f"</paths><logging><accesslog>access.log</accesslog><errorlog>error.log</errorlog>"
-        f"</logging>{owner}</icecast>"
+        f"</logging>{owner}{mounts}</icecast>"
     )
     await asyncio.to_thread(root.chmod, 0o755)
     await asyncio.to_thread(conf.chmod, 0o644)
@@ -159,3 +161,24 @@ async def icecast_server(tmp_path: Path) -> AsyncIterator[int]:
             proc.terminate()
         await proc.wait()
         await asyncio.to_thread(shutil.rmtree, root, True)
+
+
+async def webm_chunks(tmp_path: Path, seconds: float, size: int = 2000) -> list[bytes]:
+    """A tone as a browser's MediaRecorder sends it: WebM/Opus in chunks of ``size`` bytes."""
+    path = tmp_path / f"mic-{time.monotonic_ns()}.webm"
+    code, err = await run_ffmpeg(
+        "-f", "lavfi", "-i", f"sine=frequency=300:duration={seconds}", "-c:a", "libopus",
+        "-b:a", "32k", "-f", "webm", str(path),
+    )  # fmt: skip
+    assert code == 0, err
+    data = await asyncio.to_thread(path.read_bytes)
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def unsigned(url: str | None) -> tuple[str, list[tuple[str, str]]]:
+    """A signed URL without its expiry and signature (the expiry is rounded: a URL signed a
+    moment later across the rounding boundary differs only there)."""
+    assert url is not None
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("e", "s")]
+    return f"{parts.scheme}://{parts.netloc}{parts.path}", query

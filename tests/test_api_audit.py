@@ -17,7 +17,7 @@ from station import _keys as keys
 from station.api import (
     Actor,
     ApiError,
-    LoginThrottle,
+    DbLoginThrottle,
     Principal,
     audit,
     audit_csv,
@@ -26,7 +26,7 @@ from station.api import (
     permissions_of,
 )
 from station.config import Settings
-from station.db import AuditEntry, Role
+from station.db import AuditEntry, Role, create_engine_for, session_factory, upgrade_async
 
 
 @pytest.fixture
@@ -117,25 +117,39 @@ async def test_two_person_rule(settings: Settings) -> None:
         assert await check(sessions, off, actor, None, None) is None
 
 
-def test_login_throttle_backs_off_exponentially() -> None:
-    now = [1000.0]
-    throttle = LoginThrottle(3, 10, clock=lambda: now[0], max_keys=3)
+async def test_login_throttle_backs_off_exponentially(database_url: str) -> None:
+    await upgrade_async(database_url)
+    engine = create_engine_for(database_url)
+    now = [datetime(2026, 11, 26, 8, 0, tzinfo=UTC)]
+    throttle = DbLoginThrottle(
+        session_factory(engine),
+        max_failures=3,
+        window_s=900,
+        lockout_s=1,
+        backoff_max_s=10,
+        clock=lambda: now[0],
+    )
     keys_ = ("user:a", "ip:1")
-    for _ in range(2):
-        throttle.failed(keys_)
-        assert throttle.retry_after(keys_) == 0
-    waits = []
-    for _ in range(5):
-        throttle.failed(keys_)
-        waits.append(throttle.retry_after(keys_))
-        now[0] += waits[-1]
-    assert waits == [1, 2, 4, 8, 10]  # capped at max_backoff_s
-    assert throttle.retry_after(("user:b",)) == 0
-    throttle.succeeded(keys_)
-    assert throttle.retry_after(keys_) == 0
-    for i in range(10):  # memory stays bounded
-        throttle.failed((f"ip:{i}",))
-    assert len(throttle._state) == 3
+    try:
+        for _ in range(2):
+            await throttle.failed(keys_)
+            assert await throttle.retry_after(keys_) == 0
+        waits = []
+        for _ in range(5):
+            await throttle.failed(keys_)
+            waits.append(await throttle.retry_after(keys_))
+            now[0] += timedelta(seconds=waits[-1])
+        assert waits == [1, 2, 4, 8, 10]  # capped at backoff_max_s
+        assert await throttle.retry_after(("user:b",)) == 0
+        await throttle.succeeded(keys_)
+        assert await throttle.retry_after(keys_) == 0
+        now[0] += timedelta(seconds=901)  # failures older than the window no longer count
+        for _ in range(3):
+            await throttle.failed(("ip:2",))
+        now[0] += timedelta(seconds=901)
+        assert await throttle.retry_after(("ip:2",)) == 0
+    finally:
+        await engine.dispose()
 
 
 def test_csv_export_neutralises_formulas() -> None:

@@ -15,13 +15,13 @@ from station import _keys as keys
 from station.app import RunningStation
 from station.config import Settings
 from station.db import (
-    MediaItem,
     PlayRecord,
     PlayRecordStatus,
     PlaySession,
     Role,
 )
 from station.media import synthesize_programme
+from tests.db_support import library_rows
 
 
 @pytest.fixture
@@ -31,22 +31,8 @@ def settings(tmp_path: Path, mqtt_url: str, database_url: str, station_id: str) 
 
 async def _media(station: RunningStation, n: int = 1) -> list[int]:
     """Library rows without running ffmpeg (the upload test covers the real pipeline)."""
-    ids = []
-    async with station.app[keys.SESSIONS]() as db:
-        for i in range(n):
-            item = MediaItem(
-                sha256=f"{i:064x}",
-                source_sha256=f"{i + 100:064x}",
-                title=f"Bản tin {i}",
-                duration_ms=30_000,
-                size_bytes=90_000,
-            )
-            db.add(item)
-            await db.flush()
-            assert item.id is not None
-            ids.append(item.id)
-        await db.commit()
-    return ids
+    titles = [f"Bản tin {i}" for i in range(n)]
+    return await library_rows(station.app[keys.SESSIONS], titles, 30_000, 90_000, 100)
 
 
 def _soon(minutes: int = 60) -> str:

@@ -7,12 +7,13 @@ station's generated password file and ACL); they skip only where no mosquitto is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,12 @@ from cryptography.x509.oid import NameOID
 from devices import (
     BrokerAddress,
     EmbeddedBroker,
+    MqttLink,
     TopicPolicy,
     acl_text,
     credentials_from,
     hash_password,
+    make_persistence_dir,
     mosquitto_conf,
     password_file_text,
     reload_mosquitto,
@@ -36,6 +39,7 @@ from devices import (
     verify_password,
     write_atomic,
 )
+from devices.protocol import Topics
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
@@ -150,6 +154,7 @@ async def mosquitto(tmp_path: Path, station_id: str) -> AsyncIterator[Mosquitto]
     ))  # fmt: skip
     write_atomic(tmp_path / "acl", acl_text(station_id, station_username(station_id)))
     pid_file = tmp_path / "mosquitto.pid"
+    make_persistence_dir(tmp_path / "data")
     # tmp_path is not readable by the unprivileged user mosquitto drops to: stay root here.
     conf = mosquitto_conf(
         tmp_path, port=port, bind="127.0.0.1", extra=["user root", f"pid_file {pid_file}"]
@@ -161,6 +166,76 @@ async def mosquitto(tmp_path: Path, station_id: str) -> AsyncIterator[Mosquitto]
     finally:
         process.send_signal(signal.SIGTERM)
         await process.wait()
+
+
+def test_generated_config_persists_sessions_beside_the_files(tmp_path: Path) -> None:
+    lines = mosquitto_conf(tmp_path, port=1883).splitlines()
+    assert "persistence true" in lines and "persistence false" not in lines
+    assert f"persistence_location {tmp_path / 'data'}/" in lines  # the trailing / is required
+    assert "autosave_interval 60" in lines and "max_queued_messages 100000" in lines
+    elsewhere = tmp_path / "var" / "lib" / "mosquitto"
+    lines = mosquitto_conf(
+        tmp_path, persistence_dir=elsewhere, autosave_interval_s=300
+    ).splitlines()
+    assert f"persistence_location {elsewhere}/" in lines and "autosave_interval 300" in lines
+    with pytest.raises(ValueError, match="autosave_interval_s"):
+        mosquitto_conf(tmp_path, autosave_interval_s=0)
+    make_persistence_dir(elsewhere)
+    assert elsewhere.is_dir() and elsewhere.stat().st_mode & 0o777 == 0o750
+
+
+@contextlib.asynccontextmanager
+async def _persistent(address: BrokerAddress, user: str, password: str) -> AsyncIterator[MqttLink]:
+    """The station's link: a persistent session (``clean_session=False``), one client id."""
+    link = MqttLink(replace(address, username=user, password=password), f"loaxa-{user}",
+                    clean_session=False, reconnect_min_s=0.2, reconnect_max_s=0.5)  # fmt: skip
+    task = asyncio.create_task(link.run())
+    try:
+        await link.wait_connected(timeout=10)
+        yield link
+    finally:
+        await link.disconnect()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@needs_mosquitto
+async def test_generated_config_keeps_queued_proof_of_play_across_a_broker_restart(
+    tmp_path: Path, station_id: str
+) -> None:
+    """A cluster's QoS 1 event sent while the station is away, then a broker restart: the
+    station's session and the event survive (``persistence true``), delivered on reconnect
+    without re-subscribing."""
+    station = station_username(station_id)
+    write_atomic(tmp_path / "passwd", password_file_text(
+        [(station, hash_password("station-pw")), *_hashes().items()]
+    ))  # fmt: skip
+    write_atomic(tmp_path / "acl", acl_text(station_id, station))
+    make_persistence_dir(tmp_path / "data")
+    port = free_port()
+    conf = mosquitto_conf(tmp_path, port=port, bind="127.0.0.1", extra=["user root"])
+    address = BrokerAddress("127.0.0.1", port)
+    topics = Topics(station_id)
+    process = await _start_mosquitto(tmp_path, conf)
+    try:
+        await _wait_port(port, process)
+        async with _persistent(address, station, "station-pw") as link:
+            await link.subscribe(topics.cluster_filter("event"), qos=1)
+        async with connected(address, "A01", "pw-of-a") as cluster:
+            await cluster.publish(topics.cluster("A01", "event"), b"proof of play", qos=1)
+        process.send_signal(signal.SIGTERM)  # a clean stop saves the database
+        await process.wait()
+        assert (tmp_path / "data" / "mosquitto.db").is_file()
+        process = await _start_mosquitto(tmp_path, conf)
+        await _wait_port(port, process)
+        async with _persistent(address, station, "station-pw") as link:
+            message = await next_message(link)
+        assert message.topic == topics.cluster("A01", "event")
+        assert message.payload == b"proof of play" and message.qos == 1
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
 
 
 @needs_mosquitto
@@ -273,6 +348,7 @@ async def test_mosquitto_tls_listener_from_the_generated_config(
     write_atomic(tmp_path / "passwd", password_file_text(list(_hashes().items())))
     write_atomic(tmp_path / "acl", acl_text(station_id, station_username(station_id)))
     port, tls_port = free_port(), free_port()
+    make_persistence_dir(tmp_path / "data")
     conf = mosquitto_conf(
         tmp_path, port=port, bind="127.0.0.1", tls_port=tls_port,
         certfile=str(cert), keyfile=str(key), extra=["user root"],

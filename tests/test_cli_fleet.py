@@ -81,6 +81,8 @@ def test_a_commune_from_the_command_line(
     users = dict(line.split(":", 1) for line in (out_dir / "passwd").read_text().splitlines())
     assert set(users) >= {"C20"} and "pattern read loaxa/v1/" in (out_dir / "acl").read_text()
     assert "acl_file" in (out_dir / "mosquitto.conf").read_text()
+    assert f"persistence_location {out_dir / 'data'}/" in (out_dir / "mosquitto.conf").read_text()
+    assert (out_dir / "data").is_dir()  # Mosquitto writes its sessions there
     assert verify_password(bundle["password"], users["C20"])
 
 

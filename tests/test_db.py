@@ -7,7 +7,6 @@ own schema, dropped afterwards, so parallel runs on one database do not collide)
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -45,6 +44,7 @@ from station.db import (
     upgrade,
     upgrade_async,
 )
+from tests.db_support import postgres_schema
 
 PG_URL = os.environ.get("LOAXA_TEST_DATABASE_URL", "")
 ICT = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh, no DST
@@ -53,11 +53,6 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def _pg_schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(
@@ -74,16 +69,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/db/loaxa.db"
         return
-    schema = f"loaxa_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(sync_driver_url(PG_URL), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        yield _pg_schema_url(PG_URL, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_schema(PG_URL, prefix="loaxa_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -148,7 +135,7 @@ async def _programme_with_media(session: AsyncSession) -> tuple[Programme, Media
 # --------------------------------------------------------------------------- migrations
 
 
-HEAD = "playout_2"  # the newest migration; every new one revises it
+HEAD = "live_1"  # the newest migration; every new one revises it
 
 
 def test_single_head() -> None:

@@ -7,30 +7,21 @@ recorded why not, nothing played twice, proof of play complete after the link is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlmodel import select
 
 from simulator import SimulatedFleet
 from station import _keys as keys
-from station._services import add_media, create_programme, register_clusters, schedule_once
+from station._services import register_clusters
 from station.app import start_station
 from station.db import MediaItem, PlayRecord, PlayRecordStatus
 from station.demo import demo_settings
-from station.media import synthesize_programme
+from tests.playout_support import news_once, until
 
 IDS = ["CUT", "SKEW", "BAD", "OK"]
 _DONE = {PlayRecordStatus.FINISHED, PlayRecordStatus.FAILED, PlayRecordStatus.INTERRUPTED}
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 async def test_link_cut_clock_skew_and_corrupt_download_around_a_broadcast(
@@ -45,19 +36,10 @@ async def test_link_cut_clock_skew_and_corrupt_download_around_a_broadcast(
         sessions = app[keys.SESSIONS]
         await register_clusters(sessions, [(cid, cid) for cid in IDS])
         app[keys.GATEWAY].remember(IDS)
-        source = tmp_path / "news.wav"
-        await synthesize_programme(source, 1.0)
-        item, _ = await add_media(
-            sessions, app[keys.MEDIA_STORE], app[keys.MEDIA_WORKER], settings, source, "Tin"
-        )
-        assert item.id is not None
-        programme = await create_programme(sessions, "Tin sáng", [item.id])
-        assert programme.id is not None
-        start = datetime.now(UTC) + timedelta(seconds=13)
-        await schedule_once(sessions, programme.id, start, {"all": True})
+        media_id, start = await news_once(app, tmp_path, 1.0, 13, {"all": True})
         await app[keys.DISPATCHER].reconcile()
         async with sessions() as db:
-            media = await db.get(MediaItem, item.id)
+            media = await db.get(MediaItem, media_id)
         assert media is not None
         async with SimulatedFleet(station.runtime.mqtt_url, station_id, IDS) as fleet:
             cut, skew, bad = (fleet.clusters[c] for c in ("CUT", "SKEW", "BAD"))

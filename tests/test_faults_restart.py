@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,31 +23,19 @@ from simulator import SimulatedFleet
 from station import _keys as keys
 from station._services import (
     Sessions,
-    add_media,
-    create_programme,
     register_clusters,
     schedule_once,
 )
 from station.app import start_station
 from station.db import PlayRecord, PlayRecordStatus, create_engine_for, session_factory
 from station.demo import demo_settings
-from station.media import synthesize_programme
+from tests.playout_support import audio_programme, until_within
 
 TEST_MQTT_URL = os.environ.get("LOAXA_TEST_MQTT_URL", "")
 REPO = Path(__file__).resolve().parents[1]
 IDS = ["K1", "K2", "K3"]
 SPEED = 1.0
 _SERVE = "import sys; from station.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def login_broker(station_id: str) -> tuple[EmbeddedBroker, str]:
@@ -76,19 +63,7 @@ async def prepare(
     try:
         sessions = station.app[keys.SESSIONS]
         await register_clusters(sessions, [(cid, cid) for cid in IDS])
-        source = tmp_path / "src.wav"
-        await synthesize_programme(source, seconds)
-        item, _ = await add_media(
-            sessions,
-            station.app[keys.MEDIA_STORE],
-            station.app[keys.MEDIA_WORKER],
-            settings,
-            source,
-            "Tin",
-        )
-        assert item.id is not None
-        programme = await create_programme(sessions, "Tin trưa", [item.id])
-        assert programme.id is not None
+        programme_id = await audio_programme(station.app, tmp_path, seconds, "Tin trưa", "Tin")
     finally:
         await station.stop()
     config = {
@@ -101,7 +76,7 @@ async def prepare(
         "devices": {"allow_anonymous": True},
         "logging": {"level": "WARNING"},
     }
-    return config, programme.id
+    return config, programme_id
 
 
 class StationProcess:
@@ -212,14 +187,16 @@ async def test_station_sigkilled_mid_broadcast_and_restarted(
             async def all_playing() -> bool:
                 return all(c.playing is not None for c in fleet.clusters.values())
 
-            await until(all_playing, timeout=45, what="clusters playing the first session")
+            await until_within(all_playing, timeout=45, what="clusters playing the first session")
             await station.kill()  # mid-broadcast, no goodbye
 
             async def all_finished() -> bool:
                 return all(len(s) == 1 for s in finished_sessions(fleet).values())
 
             # The clusters finish what they started on their own.
-            await until(all_finished, timeout=30, what="clusters finishing without the station")
+            await until_within(
+                all_finished, timeout=30, what="clusters finishing without the station"
+            )
             await station.start()
 
             async def proof_complete() -> bool:
@@ -227,7 +204,7 @@ async def test_station_sigkilled_mid_broadcast_and_restarted(
                 done = [r for r in records if r.status == PlayRecordStatus.FINISHED]
                 return len(done) == 2 * len(IDS)
 
-            await until(proof_complete, timeout=60, what="proof of play after the restart")
+            await until_within(proof_complete, timeout=60, what="proof of play after the restart")
             assert_proof_complete(await proof(sessions), [first.id, second.id])
             assert_each_played_once(fleet, 2)
     finally:

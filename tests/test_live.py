@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -229,3 +230,48 @@ async def test_cli_starts_and_stops_a_mount_on_the_running_station(
         assert await asyncio.to_thread(cli, "stop", "--mount", "xa") == 0
         assert await asyncio.to_thread(cli, "stop", "--mount", "xa") == 1
         assert hub_of(station).mounts == {}
+
+
+async def test_push_source_is_chosen_over_the_api_and_the_cli(
+    tmp_path: Path, mqtt_url: str, database_url: str, station_id: str, capsys: Any
+) -> None:
+    """``push``: an Icecast source client or the console's microphone, whichever connects
+    first; chosen like the other kinds (API with problem+json, CLI with a clear message)."""
+    from station.cli import main
+    from tests.api_support import assert_problem, client
+
+    settings = live_settings(tmp_path, mqtt_url, database_url, station_id, mqtt=False)
+    async with running(settings) as station:
+        hub = hub_of(station)
+        token = await user_with_token(station, "lan", Role.BROADCASTER)
+        async with client(station, token) as api:
+            status, body, _ = await api.call("POST", "/live", {"mount": "xa", "source": "push"})
+            assert status == 201 and body["source"] == "push" and not body["source_connected"]
+            status, body, _ = await api.call("POST", "/live", {"mount": "xb", "source": "pushy"})
+            assert_problem(status, body, 422, "source")
+            status, doc, _ = await api.call("GET", "/api/openapi.json")
+        assert status == 200, doc
+        schema = doc["components"]["schemas"]["LiveStart"]["properties"]["source"]
+        assert "|push|" in schema["pattern"] and "push (" in schema["description"]
+        # a source client pushes to it (the microphone could have, whichever came first)
+        port = station.app[SOURCE_SERVER].port
+        code, err = await run_ffmpeg(
+            "-re", "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:a", "libopus",
+            "-b:a", "32k", "-f", "ogg", f"icecast://source:{SOURCE_PASSWORD}@127.0.0.1:{port}/xa",
+        )  # fmt: skip
+        assert code == 0, err[-2000:]
+        assert hub.mounts["xa"].state in ("on_source", "fallback")  # it got audio
+        assert hub.mounts["xa"].bytes_encoded > 0
+
+        base = ["--url", station.base_url, "--token", token]
+
+        def cli(*argv: str) -> int:
+            return main(["live", *argv, *base])
+
+        assert await asyncio.to_thread(cli, "start", "--mount", "xc", "--source", "push") == 0
+        assert hub.mounts["xc"].source == "push"
+        capsys.readouterr()
+        assert await asyncio.to_thread(cli, "start", "--mount", "xd", "--source", "pushy") == 2
+        err = capsys.readouterr().err
+        assert "unknown --source 'pushy'" in err and "push (" in err
+        assert "xd" not in hub.mounts

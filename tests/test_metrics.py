@@ -14,12 +14,12 @@ from devices import InboundMessage
 from simulator import SimulatedFleet
 from station import _keys as keys
 from station._metrics import StationMetrics
-from station._services import add_media, create_programme, register_clusters, schedule_once
+from station._services import register_clusters, schedule_once
 from station.app import RunningStation, start_station
 from station.db import PlayRecord, PlayRecordStatus, PlaySession
 from station.demo import demo_settings
-from station.media import synthesize_programme
 from station.upstream import enqueue, log_exchange
+from tests.playout_support import audio_programme
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -45,16 +45,9 @@ async def play_once(station: RunningStation, tmp_path: Path, ids: list[str]) -> 
     app = station.app
     sessions = app[keys.SESSIONS]
     settings = app[keys.SETTINGS]
-    source = tmp_path / "in.wav"
-    await synthesize_programme(source, 1.5)
-    item, _ = await add_media(
-        sessions, app[keys.MEDIA_STORE], app[keys.MEDIA_WORKER], settings, source, "t"
-    )
-    assert item.id is not None
-    programme = await create_programme(sessions, "p", [item.id])
-    assert programme.id is not None
+    programme_id = await audio_programme(app, tmp_path, 1.5, "p", "t")
     start_at = datetime.now(UTC) + timedelta(seconds=settings.scheduler.dispatch_lead_s + 1.5)
-    await schedule_once(sessions, programme.id, start_at, {"all": True})
+    await schedule_once(sessions, programme_id, start_at, {"all": True})
     await app[keys.DISPATCHER].reconcile()
     async with asyncio.timeout(30):
         while True:

@@ -4,6 +4,7 @@ tests hold whether or not the protocol models declare them yet."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from sqlmodel import col, select
 
 from devices.protocol import Event, Heartbeat, Status
+from station._alerts import AlertLog, Raised
 from station._monitor import (
     FleetMonitor,
     MonitorSettings,
@@ -27,10 +29,8 @@ from station.db import (
     ClusterStatus,
     ClusterTelemetry,
     DataUse,
-    create_engine_for,
-    session_factory,
-    upgrade_async,
 )
+from tests.fleet_support import Clock, clusters_a_and_b
 
 T0 = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)  # 23:00 in Hà Nội: the day turns in an hour
 
@@ -59,32 +59,15 @@ def test_data_use_delta_handles_reboots() -> None:
     assert data_use_delta(9000, 20, 9000, 50) == 0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[Sessions]:
-    await upgrade_async(database_url)
-    engine = create_engine_for(database_url)
-    try:
-        factory = session_factory(engine)
-        await register_clusters(factory, [("A", "A"), ("B", "B")])
+    async with clusters_a_and_b(database_url) as factory:
         yield factory
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture
@@ -154,6 +137,32 @@ async def test_silence_is_detected_by_the_sweep(
     await monitor.on_heartbeat(beat("A", clock))  # a late heartbeat: alive again
     assert (await cluster(sessions, "A")).online
     assert [a.cluster_id for a in await alerts(sessions) if a.cleared_at is None] == ["B"]
+
+
+async def test_the_sweep_line_counts_every_silent_cluster(
+    sessions: Sessions, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line names at most 20 clusters, and says how many there were."""
+    ids = [f"S{i:02d}" for i in range(25)]
+    await register_clusters(sessions, [(cid, cid) for cid in ids])
+    monitor = FleetMonitor(sessions, MonitorSettings(batch_s=0.25), clock=clock)
+    for cid in ids:
+        await monitor.on_heartbeat(beat(cid, clock))
+    await monitor.flush()
+    clock.advance(91)
+    caplog.set_level(logging.WARNING, logger="station._monitor")
+    assert sorted(await monitor.sweep()) == ids
+    [line] = [r.getMessage() for r in caplog.records if r.name == "station._monitor"]
+    named = line.removeprefix("25 clusters silent, marked offline: ").split(", ")
+    assert named[-1] == "..." and len(named) == 21 and set(named[:-1]) < set(ids)
+    clock.advance(1)
+    await monitor.on_heartbeat(beat("S00", clock))
+    clock.advance(91)
+    caplog.clear()
+    assert await monitor.sweep() == ["S00"]
+    assert [r.getMessage() for r in caplog.records if r.name == "station._monitor"] == [
+        "1 cluster silent, marked offline: S00"
+    ]
 
 
 async def test_flapping_is_raised_and_calms_down(
@@ -249,6 +258,10 @@ async def test_retired_and_unknown_clusters_are_ignored(
     await monitor.on_heartbeat(beat("Z", clock))
     assert await alerts(sessions) == []
     assert not await monitor.on_unknown_cluster("Z", status("Z", "online"))
+    # Registered elsewhere (the CLI in another process) but new to the gateway: taken, unless
+    # retired; a message other than a birth counts too (its birth may have been missed).
+    assert await monitor.on_unknown_cluster("A", beat("A", clock))
+    assert not await monitor.on_unknown_cluster("B", status("B", "online"))
 
 
 async def test_batched_heartbeats_are_written_on_flush_and_before_a_will(
@@ -268,9 +281,16 @@ async def test_batched_heartbeats_are_written_on_flush_and_before_a_will(
     clock.advance(1)
     await monitor.on_heartbeat(beat("A", clock))
     await monitor.on_status(status("A", "offline"))  # the will comes after a buffered heartbeat
-    assert not (await cluster(sessions, "A")).online
+    clock.advance(1)
+    await monitor.on_status(status("B", "offline"))
+    await monitor.on_status(status("B", "online"))  # and B reconnected within the batch
+    assert monitor.queued == 4 and (await cluster(sessions, "A")).online  # all still buffered
     await monitor.flush()
-    assert not (await cluster(sessions, "A")).online
+    assert not (await cluster(sessions, "A")).online  # in order: the will came last
+    assert (await cluster(sessions, "B")).online
+    opened = {(a.cluster_id, a.kind): a.cleared_at for a in await alerts(sessions)}
+    assert opened[("A", AlertKind.OFFLINE)] is None
+    assert opened[("B", AlertKind.OFFLINE)] == clock()  # raised and cleared in the same batch
 
 
 async def test_a_heartbeat_without_a_fault_list_keeps_event_faults(
@@ -284,3 +304,70 @@ async def test_a_heartbeat_without_a_fault_list_keeps_event_faults(
     assert (await cluster(sessions, "A")).status == ClusterStatus.FAULTY
     await monitor.on_heartbeat(beat("A", clock, faults=[]))  # an explicit empty list does
     assert (await cluster(sessions, "A")).status == ClusterStatus.ONLINE
+
+
+# ------------------------------------------------------------------------ bounded alert logs
+
+
+def _alert_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "station._alerts"]
+
+
+async def test_a_will_storm_is_logged_in_a_bounded_number_of_lines(
+    sessions: Sessions, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = [f"C{i:04d}" for i in range(1000)]
+    await register_clusters(sessions, [(cid, cid) for cid in ids])
+    monitor = FleetMonitor(sessions, MonitorSettings(batch_s=0.25, batch_max=5000), clock=clock)
+    for cid in ids:
+        await monitor.on_status(status(cid, "online"))
+    await monitor.flush()
+    clock.advance(5)
+    caplog.set_level(logging.WARNING, logger="station._alerts")
+    for cid in ids:
+        await monitor.on_status(status(cid, "offline"))
+    await monitor.flush()  # one batch: 1,000 offline alerts
+    offline = await alerts(sessions, AlertKind.OFFLINE)
+    assert sorted(a.cluster_id for a in offline) == ids  # every alert is still a row
+    lines = _alert_lines(caplog)
+    assert len(lines) == 11  # ten of their own, one summary
+    assert all(line.startswith("alert on C0") for line in lines[:10])
+    assert lines[10].startswith("alerts: offline on 1,000 clusters (990 not logged one by one)")
+    assert "e.g. C0010, C0011, C0012, C0013, C0014, ..." in lines[10]
+
+
+async def test_a_single_alert_still_logs_its_cluster(
+    monitor: FleetMonitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="station._alerts")
+    await monitor.on_status(status("A", "online"))
+    await monitor.on_status(status("A", "offline"))
+    assert _alert_lines(caplog) == ["alert on A: offline will: connection lost"]
+
+
+def test_alert_log_bounds_lines_per_interval_and_summaries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    alert_log = AlertLog(logging.getLogger("station._alerts"), clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, logger="station._alerts")
+    for i in range(1000):  # one alert per batch (immediate mode), all within a second
+        alert_log.emit([Raised(AlertKind.OFFLINE, f"C{i}", "will: connection lost")])
+    lines = _alert_lines(caplog)
+    assert len(lines) == 11  # ten of their own; the first overflow is summarised at once
+    assert lines[10] == "alerts: offline on 11 clusters (1 not logged one by one), e.g. C10"
+    now[0] = 4.0
+    alert_log.flush()  # the next summary is not due yet
+    assert len(_alert_lines(caplog)) == 11
+    now[0] = 5.0
+    alert_log.emit([Raised(AlertKind.FAULT, "C5", "fault: amp")])  # still over the budget
+    lines = _alert_lines(caplog)
+    assert lines[11:] == [
+        "alerts: offline on 989 clusters (989 not logged one by one), "
+        "e.g. C11, C12, C13, C14, C15, ...",
+        "alerts: fault on 1 cluster (1 not logged one by one), e.g. C5",
+    ]
+    now[0] = 65.0  # a new interval: lines of their own again
+    alert_log.emit([Raised(AlertKind.CLOCK, "C7", "clock off by 900 ms")])
+    assert _alert_lines(caplog)[13:] == ["alert on C7: clock clock off by 900 ms"]
+

@@ -16,6 +16,7 @@ from devices import (
     BrokerAddress,
     acl_text,
     hash_password,
+    make_persistence_dir,
     mosquitto_conf,
     password_file_text,
     station_username,
@@ -39,6 +40,7 @@ async def test_station_manages_mosquitto_credentials(
     write_atomic(passwd, password_file_text([(user, hash_password(password))]))
     write_atomic(acl, acl_text(station_id, user))
     port = free_port()
+    make_persistence_dir(tmp_path / "data")  # the station's session survives broker restarts
     conf = mosquitto_conf(
         tmp_path, port=port, bind="127.0.0.1", extra=["user root", f"pid_file {pid_file}"]
     )

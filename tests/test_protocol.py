@@ -13,7 +13,9 @@ import devices.protocol as protocol
 from devices.protocol import (
     MediaRef,
     PlayCommand,
+    PowerSpec,
     ProtocolError,
+    ScheduleCommand,
     Topics,
     decode_command,
     decode_device_message,
@@ -110,3 +112,76 @@ def test_a_failed_prefetch_is_reported_by_command_id() -> None:
     assert event.cmd_id == "p1" and event.session_id is None  # type: ignore[union-attr]
     with pytest.raises(ProtocolError, match="cmd_id"):
         decode_device_message("event", json.dumps(base).encode())
+
+
+def _schedule(power: list[dict[str, object]] | None) -> dict[str, object]:
+    session: dict[str, object] = {
+        "session_id": "s1-1772492400",
+        "start_at": "2026-03-02T23:00:00Z",
+        "expires_at": "2026-03-02T23:01:00Z",
+        "items": [json.loads(_play().items[0].model_dump_json())],
+    }
+    if power is not None:
+        session["power"] = power
+    return {
+        "id": "sched.B01.1",
+        "type": "schedule",
+        "issued_at": "2026-03-02T22:59:55Z",
+        "expires_at": "2026-03-02T23:00:55Z",
+        "sessions": [session],
+    }
+
+
+def test_a_held_session_may_carry_the_power_a_bridge_switches_itself() -> None:
+    fm = {"target": "transmitter", "warmup_s": 5, "zone_codes": ["*07#"]}
+    raw = _schedule([fm])
+    jsonschema.validate(raw, json.loads((SCHEMA_DIR / "cmd.json").read_text()))
+    command = decode_command(json.dumps(raw).encode())
+    assert isinstance(command, ScheduleCommand)
+    spec = command.sessions[0]
+    assert spec.power == [PowerSpec(target="transmitter", warmup_s=5, zone_codes=["*07#"])]
+    assert decode_command(encode(command)) == command
+    # optional: a session without it (an ICT receiver's) leaves it out on the wire
+    plain = decode_command(json.dumps(_schedule(None)).encode())
+    assert isinstance(plain, ScheduleCommand) and plain.sessions[0].power is None
+    assert b'"power"' not in encode(plain)
+    # one spec per output; only the outputs of the protocol
+    for bad in ([fm, fm], [{"target": "siren"}], [{"target": "line", "warmup_s": 121}]):
+        with pytest.raises(ProtocolError, match="power"):
+            decode_command(json.dumps(_schedule(bad)).encode())
+
+
+def test_the_power_field_stays_within_v1_both_ways() -> None:
+    """Receivers older than the field validate a session as v1.0 did: extra fields allowed
+    (the schema never forbids them) and ignored; and a newer field unknown to us is ignored."""
+    schema = json.loads((SCHEMA_DIR / "cmd.json").read_text())
+    for name in ("SessionSpec", "PowerSpec", "ScheduleCommand"):
+        assert schema["$defs"][name].get("additionalProperties", True) is not False, name
+    raw = _schedule([{"target": "line", "zone_codes": [], "hold_s": 30}])
+    raw["sessions"][0]["later_field"] = {"x": 1}  # type: ignore[index]
+    command = decode_command(json.dumps(raw).encode())
+    assert isinstance(command, ScheduleCommand) and command.sessions[0].power is not None
+    assert command.sessions[0].power[0].target == "line"
+
+
+def test_rank_is_optional_in_play_stream_and_held_sessions_and_bounded() -> None:
+    """v1.2: ``rank`` breaks priority ties; absent (an older station) it is 0 everywhere, so
+    sessions tie and the newcomer wins as before."""
+    schema = json.loads((SCHEMA_DIR / "cmd.json").read_text())
+    for name in ("PlayCommand", "StreamCommand", "SessionSpec"):
+        definition = schema["$defs"][name]
+        assert "rank" not in definition.get("required", []), name
+        assert definition["properties"]["rank"]["default"] == 0, name
+    old = json.loads(encode(_play()))
+    del old["rank"]
+    assert decode_command(json.dumps(old).encode()) == _play()
+    ranked = decode_command(json.dumps(old | {"rank": -3}).encode())
+    assert isinstance(ranked, PlayCommand) and ranked.rank == -3
+    held = _schedule(None)
+    held["sessions"][0]["rank"] = 2  # type: ignore[index]
+    jsonschema.validate(held, schema)
+    command = decode_command(json.dumps(held).encode())
+    assert isinstance(command, ScheduleCommand) and command.sessions[0].rank == 2
+    for bad in (protocol.RANK_LIMIT + 1, -protocol.RANK_LIMIT - 1, "first"):
+        with pytest.raises(ProtocolError, match="rank"):
+            decode_command(json.dumps(old | {"rank": bad}).encode())

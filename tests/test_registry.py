@@ -29,7 +29,13 @@ from station._registry import (
     zones_of,
 )
 from station._registry_import import coverage, import_clusters, import_villages
-from station._services import Sessions, StationError, create_programme, schedule_once
+from station._services import (
+    Sessions,
+    StationError,
+    create_programme,
+    register_clusters,
+    schedule_once,
+)
 from station.db import (
     Cluster,
     ClusterKind,
@@ -41,6 +47,7 @@ from station.db import (
     session_factory,
     upgrade_async,
 )
+from station.db.models_fleet import ClusterStatusChange
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENDPOINTS = Endpoints("xa-test", "mqtt://broker.example:1883", "http://10.0.0.2:8080")
@@ -105,6 +112,19 @@ async def test_bad_registrations_are_refused(
         await register_cluster(sessions, parse_spec(fields), ENDPOINTS)
     async with sessions() as db:
         assert (await db.exec(select(Cluster))).all() == []
+
+
+async def test_register_clusters_refuses_an_id_given_twice(sessions: Sessions) -> None:
+    """A raw IntegrityError before; now a StationError naming the id (the CLI's ``main`` prints
+    it as "loaxa: ...", the API answers problem+json) and nothing of the call is written."""
+    pairs = [("C1", "one"), ("C2", "two"), ("C1", "one again")]
+    with pytest.raises(StationError, match="cluster id 'C1' is given more than once"):
+        await register_clusters(sessions, pairs)
+    async with sessions() as db:
+        assert (await db.exec(select(Cluster))).all() == []
+        assert (await db.exec(select(ClusterStatusChange))).all() == []
+    assert await register_clusters(sessions, pairs[:2]) == ["C1", "C2"]
+    assert await register_clusters(sessions, [("C2", "two"), ("C3", "three")]) == ["C3"]
 
 
 async def test_import_of_the_example_commune_and_coverage(sessions: Sessions) -> None:
@@ -258,3 +278,23 @@ async def test_commands_go_to_ict_clusters_and_bridges_only(sessions: Sessions) 
     assert "B01" in everyone and "B02" in everyone
     assert not any(cid.startswith(("L", "W")) for cid in everyone)  # legacy: via their bridge
     assert chosen == ["B02", "C01"]
+
+
+async def test_an_imported_commune_has_a_history_row_per_cluster(sessions: Sessions) -> None:
+    at = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
+    await import_villages(sessions, (FIXTURES / "commune_villages.csv").read_text())
+    report = await import_clusters(sessions, (FIXTURES / "commune_clusters.csv").read_text(), at=at)
+    assert len(report.imported) == 20
+    async with sessions() as db:
+        clusters = {c.id: c for c in (await db.exec(select(Cluster))).all()}
+        history = (await db.exec(select(ClusterStatusChange))).all()
+    assert sorted(h.cluster_id for h in history) == sorted(clusters)  # one each
+    for row in history:
+        cluster = clusters[row.cluster_id]
+        assert (row.from_status, row.to_status, row.online, row.at) == (
+            None, cluster.status, False, at
+        )  # fmt: skip
+    assert clusters["L03"].status == ClusterStatus.RETIRED and clusters["L03"].retired_at == at
+    assert {h.to_status for h in history} == {
+        ClusterStatus.REGISTERED, ClusterStatus.FAULTY, ClusterStatus.RETIRED
+    }  # fmt: skip

@@ -14,6 +14,19 @@ proof of play, written through the models (all times Asia/Ho_Chi_Minh, UTC+7):
   11:00, to C01-C05.
 - P5: an emergency broadcast (kind emergency), 2 minutes, topic I.9, 2024-03-10 14:00, C01-C05.
 - Outside the window (must not count): P1 on 2023-11-30 and on 2024-05-31.
+- Status history (uptime): C01, C02, C03, C05, C10 online from 2023-11-20; C04 too, but
+  offline 2024-03-01 .. 2024-03-11 (availability 172/182); C12 online from 2024-02-01
+  (120/182); the other ICT clusters and the bridges never connect (0).
+
+``cuts`` adds interrupted plays (only where a test asks for it):
+
+- P6 "Tổng hợp cuối tuần", topic II.2, language vi: a 10-minute media item (topic I.3, vi),
+  a 20-minute relay, a minute of silence, a 5-minute media item (topic II.8, language ctu);
+  2024-04-20 08:00 to C01 (finished, 35 minutes) and C02 (stopped by an operator 12 minutes
+  in, not resumed).
+- P7 "Thời sự trưa", a 20-minute media item, topic I.9, 2024-03-10 13:55 to C01-C03, cut by
+  P5's emergency at 14:00 (5 minutes played); C01 and C02 resume (``~r<n>``) and play the
+  other 15 minutes, C03 does not come back. Its proof of play goes through ``PlayoutStore``.
 """
 
 from __future__ import annotations
@@ -26,11 +39,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from devices.protocol import Event
+from station._playout_store import PlayoutStore
 from station._registry_import import import_clusters, import_villages
 from station.db import (
+    ClusterStatus,
     MediaItem,
     MediaTopic,
     OutboxMessage,
@@ -46,6 +62,7 @@ from station.db import (
     session_factory,
     upgrade_async,
 )
+from station.db.models_fleet import ClusterStatusChange
 from station.reports import (
     activity_report,
     inventory_report,
@@ -62,6 +79,8 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 H1 = parse_period("2024H1")
 ICT5 = ["C01", "C02", "C03", "C04", "C05"]
 MIN = 60_000
+# The registry was imported before the half-year (its status history starts here).
+REGISTERED_AT = datetime(2023, 11, 1, tzinfo=TZ)
 
 
 @pytest.fixture
@@ -119,9 +138,10 @@ class _Writer:
 
     async def session(
         self, programme_id: int, start: datetime, plays: dict[str, tuple[str, int]], ms: int,
-        kind: str = "scheduled",
-    ) -> None:  # fmt: skip
-        """``plays``: cluster -> (status, skew_ms); finished plays play ``ms``."""
+        kind: str = "scheduled", cut: dict[str, int] | None = None,
+    ) -> str:  # fmt: skip
+        """``plays``: cluster -> (status, skew_ms); finished plays play ``ms``, interrupted
+        ones what ``cut`` says (cluster -> played ms)."""
         self.n += 1
         sid = f"s{self.n:05d}"
         self.db.add(
@@ -132,28 +152,58 @@ class _Writer:
         )  # fmt: skip
         await self.db.flush()
         for cluster, (status, skew) in plays.items():
-            ok = status == PlayRecordStatus.FINISHED
+            played = ms if status == FIN else (cut or {}).get(cluster)
+            ok = played is not None
             self.db.add(
                 PlayRecord(
                     session_id=sid, cluster_id=cluster, status=status, scheduled_start=start,
                     started_at=start + timedelta(milliseconds=skew) if ok else None,
-                    finished_at=start + timedelta(milliseconds=skew + ms) if ok else None,
-                    skew_ms=skew if ok else None, played_ms=ms if ok else None,
-                    error_code=None if ok else "E_DOWNLOAD",
+                    finished_at=start + timedelta(milliseconds=skew + (played or 0))
+                    if ok else None,
+                    skew_ms=skew if ok else None, played_ms=played,
+                    error_code=None if ok or status == PlayRecordStatus.SENT else "E_DOWNLOAD",
+                    interrupted_by="stop" if status == CUT else None,
                 )
             )  # fmt: skip
+        return sid
 
 
 FIN = PlayRecordStatus.FINISHED
 FAIL = PlayRecordStatus.FAILED
+CUT = PlayRecordStatus.INTERRUPTED
+ONLINE_FROM = datetime(2023, 11, 20, tzinfo=TZ)
+
+
+def _change(
+    cid: str, at: datetime, before: ClusterStatus, after: ClusterStatus
+) -> ClusterStatusChange:
+    online = after == ClusterStatus.ONLINE
+    return ClusterStatusChange(
+        cluster_id=cid, at=at, from_status=before, to_status=after, online=online
+    )
+
+
+def _uptime() -> list[ClusterStatusChange]:
+    """The status history of the module docstring (as ``FleetMonitor`` writes it)."""
+    up, down, new = ClusterStatus.ONLINE, ClusterStatus.OFFLINE, ClusterStatus.REGISTERED
+    rows = [_change(c, ONLINE_FROM, new, up) for c in (*ICT5, "C10")]
+    rows += [
+        _change("C04", datetime(2024, 3, 1, tzinfo=TZ), up, down),
+        _change("C04", datetime(2024, 3, 11, tzinfo=TZ), down, up),
+        _change("C12", datetime(2024, 2, 1, tzinfo=TZ), new, up),
+    ]
+    return rows
 
 
 async def half_year(sessions: Sessions) -> None:
     """The example commune and its simulated half-year 2024H1 (see the module docstring)."""
     villages = await import_villages(sessions, (FIXTURES / "commune_villages.csv").read_text())
-    clusters = await import_clusters(sessions, (FIXTURES / "commune_clusters.csv").read_text())
+    clusters = await import_clusters(
+        sessions, (FIXTURES / "commune_clusters.csv").read_text(), at=REGISTERED_AT
+    )
     assert villages.errors == [] and clusters.errors == []
     async with sessions() as db:
+        db.add_all(_uptime())
         w = _Writer(db)
         media = ProgrammeItemKind.MEDIA
         p1 = await w.programme("Bản tin sáng", ["I.9"], media, 30 * MIN, media_topics=["II.4"])
@@ -185,6 +235,75 @@ async def half_year(sessions: Sessions) -> None:
         for outside in (date(2023, 11, 30), date(2024, 5, 31)):
             await w.session(p1, _at(outside, 6), {c: (FIN, 0) for c in ICT5}, 30 * MIN)
         await db.commit()
+
+
+async def _mixed_programme(db: AsyncSession) -> int:
+    """P6: own media (vi, I.3), a relay, a silence, own media in Cơ Tu (II.8); topic II.2."""
+    prog = Programme(title="Tổng hợp cuối tuần", topics=["II.2"], language="vi")
+    db.add(prog)
+    await db.flush()
+    assert prog.id is not None
+    items: list[ProgrammeItem] = []
+    for n, (ms, language, topic) in enumerate([(10 * MIN, "vi", "I.3"), (5 * MIN, "ctu", "II.8")]):
+        sha = f"{prog.id:032x}{n:032x}"
+        media = MediaItem(
+            sha256=sha, source_sha256=sha, title=f"Tin {n}", duration_ms=ms, size_bytes=ms // 10,
+            language=language,
+        )  # fmt: skip
+        db.add(media)
+        await db.flush()
+        assert media.id is not None
+        db.add(MediaTopic(media_id=media.id, topic_code=topic))
+        items.append(ProgrammeItem(programme_id=prog.id, position=0, media_id=media.id))
+    relay = ProgrammeItemKind.RELAY
+    items[1:1] = [
+        ProgrammeItem(programme_id=prog.id, position=0, kind=relay, duration_ms=20 * MIN,
+                      url="http://vov.example/vov1"),
+        ProgrammeItem(programme_id=prog.id, position=0, kind=ProgrammeItemKind.SILENCE,
+                      duration_ms=MIN),
+    ]  # fmt: skip
+    for position, item in enumerate(items):
+        item.position = position
+        db.add(item)
+    return prog.id
+
+
+async def cuts(sessions: Sessions) -> None:
+    """Interrupted plays on top of ``half_year`` (P6, P7 of the module docstring)."""
+    async with sessions() as db:
+        w = _Writer(db)
+        w.n = 900
+        p6 = await _mixed_programme(db)
+        start = _at(date(2024, 4, 20), 8)
+        await w.session(
+            p6, start, {"C01": (FIN, 0), "C02": (CUT, 0)}, 35 * MIN, cut={"C02": 12 * MIN}
+        )
+        p7 = await w.programme("Thời sự trưa", ["I.9"], ProgrammeItemKind.MEDIA, 20 * MIN)
+        noon = _at(date(2024, 3, 10), 14) - timedelta(minutes=5)
+        sent = (PlayRecordStatus.SENT, 0)
+        p7_id = await w.session(p7, noon, {c: sent for c in ("C01", "C02", "C03")}, 20 * MIN)
+        emergency = (
+            await db.exec(select(PlaySession.id).where(PlaySession.kind == "emergency"))
+        ).one()
+        await db.commit()
+    store = PlayoutStore(sessions)
+    cut_at = noon + timedelta(minutes=5)
+    for cluster in ("C01", "C02", "C03"):
+        await store.on_event(
+            Event(
+                cluster_id=cluster, type="playback_interrupted", session_id=p7_id, ts=cut_at,
+                started_at=noon, finished_at=cut_at, played_ms=5 * MIN, clock_offset_ms=0,
+                interrupted_by=emergency,
+            )
+        )  # fmt: skip
+    back = cut_at + timedelta(minutes=2, seconds=1)
+    for cluster in ("C01", "C02"):
+        resumed = Event(
+            cluster_id=cluster, type="playback_finished", session_id=f"{p7_id}~r301", ts=back,
+            started_at=back - timedelta(minutes=15), finished_at=back, played_ms=15 * MIN,
+        )  # fmt: skip
+        await store.on_event(resumed)
+        await store.on_event(resumed)  # redelivered (QoS 1): counted once
 
 
 # ---------------------------------------------------------------------------------- periods
@@ -223,6 +342,7 @@ async def test_activity_of_the_simulated_half_year(sessions: Sessions) -> None:
         "plays_requested": 182 * 5 + 26 * 2 + 6 + 5 + 5,  # 978
         "plays_ok": 978 - 5 - 7,  # 966
         "plays_on_time": 966 - 181,  # C05's late mornings
+        "plays_interrupted": 0,
         "success_ratio": 0.9877,  # 966 / 978
         # once per broadcast: 181 x 30 min + 26 x 60 + 6 x 15 + 5 + 2
         "airtime_ms": 181 * 30 * MIN + 26 * HOUR + 6 * 15 * MIN + 5 * MIN + 2 * MIN,
@@ -258,9 +378,15 @@ async def test_activity_by_cluster_village_and_day(sessions: Sessions) -> None:
     await half_year(sessions)
     report = await activity_report(sessions, H1, TZ, on_time_ms=500)
     clusters = {r["cluster"]: r for r in report.table("by_cluster").as_dicts()}
-    assert set(clusters) == {"C01", "C02", "C03", "C04", "C05", "C10"}
+    played = {c for c, r in clusters.items() if r["plays_requested"]}
+    assert played == {"C01", "C02", "C03", "C04", "C05", "C10"}
+    # every cluster with a status history is listed for its availability, plays or not
+    assert set(clusters) - played == {f"C{n:02}" for n in (6, 7, 8, 9, 11, 12)} | {"B01", "B02"}
+    assert (clusters["C12"]["plays_requested"], clusters["C12"]["availability"]) == (0, 0.6593)
     counts = {
-        c: (r["plays_requested"], r["plays_ok"], r["plays_on_time"]) for c, r in clusters.items()
+        c: (r["plays_requested"], r["plays_ok"], r["plays_on_time"])
+        for c, r in clusters.items()
+        if c in played
     }
     assert counts == {
         "C01": (210, 209, 209),
@@ -288,6 +414,82 @@ async def test_activity_by_cluster_village_and_day(sessions: Sessions) -> None:
     assert days["2024-03-10"] == 5 + 5  # the emergency
     assert sum(days.values()) == 966
     assert "2024-05-31" not in days and "2023-11-30" not in days
+
+
+async def test_interrupted_plays_count_their_airtime_not_success(sessions: Sessions) -> None:
+    """P6 stopped on C02 after 12 minutes and P7 cut on C03 after 5 minutes (not resumed):
+    their played time is airtime, neither is a success; P7 resumed on C01/C02 counts once,
+    finished, with both parts of its time."""
+    await half_year(sessions)
+    await cuts(sessions)
+    async with sessions() as db:
+        p7 = (await db.exec(select(PlayRecord).where(PlayRecord.session_id == "s00902"))).all()
+        assert not (
+            await db.exec(select(PlaySession).where(col(PlaySession.id).contains("~")))
+        ).all()  # a resumption is no broadcast of its own
+    assert sorted((r.cluster_id, r.status, r.played_ms, r.skew_ms) for r in p7) == [
+        ("C01", FIN, 20 * MIN, 0), ("C02", FIN, 20 * MIN, 0), ("C03", CUT, 5 * MIN, 0),
+    ]  # fmt: skip
+    report = await activity_report(sessions, H1, TZ, on_time_ms=500)
+    base = 181 * 30 + 26 * 60 + 6 * 15 + 5 + 2  # minutes of the half-year without the cuts
+    assert report.summary == {
+        "sessions": 216 + 2,
+        "sessions_aired": 215 + 2,  # each finished somewhere
+        "programmes_aired": 5 + 2,
+        "bulletins_aired": 1,
+        "emergency_sessions": 1,
+        "emergency_aired": 1,
+        "plays_requested": 978 + 2 + 3,
+        "plays_ok": 966 + 1 + 2,  # C01's P6; P7 on C01 and C02 after their resumption
+        "plays_on_time": 785 + 1 + 2,
+        "plays_interrupted": 2,  # P6 on C02, P7 on C03
+        "success_ratio": 0.9858,  # 969 / 983
+        "airtime_ms": (base + 35 + 20) * MIN,  # P6: C01's 35 min; P7: 5 + 15 min, once
+        "hours": 119.03,
+        # + P6 35 + 12 (the stopped play) + P7 20 + 20 + 5 (the one not resumed)
+        "cluster_hours": round((30185 + 47 + 45) / 60, 2),
+        "on_time_ms": 500,
+    }
+    clusters = {r["cluster"]: r for r in report.table("by_cluster").as_dicts()}
+    c03 = clusters["C03"]
+    assert (c03["plays_requested"], c03["plays_ok"], c03["cluster_hours"]) == (185, 183, 90.7)
+    assert clusters["C02"]["cluster_hours"] == round((6997 + 12 + 20) / 60, 2)
+    t01 = {r["village"]: r for r in report.table("by_village").as_dicts()}["T01"]  # C02, C03
+    assert (t01["sessions"], t01["sessions_aired"]) == (212, 210)  # P6 was cut in T01
+    assert t01["airtime_ms"] == (181 * 30 + 26 * 60 + 7 + 12 + 20) * MIN
+
+
+async def test_a_mixed_programme_splits_airtime_by_item(sessions: Sessions) -> None:
+    """P6 (own media, relay, silence, own media in Cơ Tu) counts each item's time under its
+    own source, language and topics; C02's 12 minutes fill the items in order (10 + 2)."""
+    await half_year(sessions)
+    await cuts(sessions)
+    report = await activity_report(sessions, H1, TZ, on_time_ms=500)
+    total = report.summary["airtime_ms"]
+    sources = {r["source"]: r for r in report.table("by_source").as_dicts()}
+    assert {s: (r["sessions"], r["airtime_ms"]) for s, r in sources.items()} == {
+        "own": (183 + 2, (181 * 30 + 2 + 10 + 5 + 20) * MIN),  # P6's two media items, P7
+        "relay": (26 + 1, (26 * 60 + 20) * MIN),  # P6's relay
+        "upstream": (1, 5 * MIN),
+        "live": (6, 90 * MIN),
+    }
+    assert sum(int(r["airtime_ms"] or 0) for r in sources.values()) == total
+    # relay cluster-hours: C01 20 min, C02 2 of its 12 (10 went to the first media item)
+    assert sources["relay"]["cluster_hours"] == round((52 * 60 + 20 + 2) / 60, 2)
+    assert sources["own"]["cluster_hours"] == round((898 * 30 + 10 + 15 + 10 + 45) / 60, 2)
+    languages = {r["language"]: r for r in report.table("by_language").as_dicts()}
+    assert {k: (r["sessions"], r["airtime_ms"]) for k, r in languages.items()} == {
+        "ctu": (6 + 1, 95 * MIN),  # the Cơ Tu item of a Vietnamese programme counts as ctu
+        "vi": (210 + 2, int(total) - 95 * MIN),  # the relay has the programme's language
+    }
+    topics = {r["topic"]: r for r in report.table("by_topic").as_dicts()}
+    assert {t: topics[t]["airtime_ms"] for t in ("II.2", "I.3", "II.8", "I.9")} == {
+        "II.2": 35 * MIN,  # the programme's topic: every item
+        "I.3": 10 * MIN,
+        "II.8": (90 + 5) * MIN,
+        "I.9": (181 * 30 + 2 + 20) * MIN,
+    }
+    assert (topics["I.3"]["sessions"], topics["I.3"]["plays_ok"]) == (1, 1)
 
 
 async def test_on_time_tolerance_and_custom_period(sessions: Sessions) -> None:
@@ -390,9 +592,9 @@ async def test_exports_carry_the_same_numbers(sessions: Sessions, tmp_path: Path
     summary = {r[0]: r[1] for r in book["Tổng hợp"].iter_rows(min_row=2, values_only=True)}
     assert (summary["Lượt phát yêu cầu"], summary["Tỷ lệ thành công"]) == (978, 0.9877)
     clusters = list(book["Theo cụm loa"].iter_rows(values_only=True))
-    assert clusters[0][:2] == ("Cụm loa", "Tên") and clusters[5][:6] == (
-        "C05", "Cụm loa Bắc", "T04", 184, 183, 2,
-    )  # fmt: skip
+    c05 = next(row for row in clusters if row[0] == "C05")
+    assert clusters[0][:2] == ("Cụm loa", "Tên") and clusters[0][-1] == "Tỷ lệ thời gian trực tuyến"
+    assert c05 == ("C05", "Cụm loa Bắc", "T04", 184, 183, 2, 0.9946, 90.62, 1.0)
     en = load_workbook(io.BytesIO(render(report, "xlsx", "en")))
     assert en.sheetnames[0] == "Summary" and en["By topic"]["A1"].value == "Topic code"
 
@@ -402,15 +604,53 @@ async def test_html_is_printable_with_inline_charts(sessions: Sessions) -> None:
     report = await activity_report(sessions, H1, TZ)
     vi = render(report, "html", "vi").decode()
     assert vi.startswith('<!doctype html><html lang="vi">')
-    assert vi.count("<svg") == 3 and vi.count("<title>") == 1 + 182  # page + one per day
+    assert vi.count("<svg") == 4 and vi.count("<title>") == 1 + 182  # page + one per day
     assert "Thời lượng theo chủ đề (giờ)" in vi and "Tỷ lệ phát thành công theo cụm loa" in vi
+    assert "Tỷ lệ thời gian trực tuyến theo cụm loa" in vi
     assert "src=" not in vi and "<link" not in vi and "<script" not in vi  # no external assets
     assert ">II.1</text>" in vi and ">26</text>" in vi  # the relay's 26 hours
     en = render(report, "html", "en").decode()
-    assert "Airtime by topic (hours)" in en and "Cluster availability" in en
-    assert ">98.8%</text>" not in en and ">99.5%</text>" in en  # C01: 209 / 210
-    inventory = render(await inventory_report(sessions, H1, TZ), "html", "en").decode()
-    assert inventory.count("<svg") == 1 and "Village coverage" in inventory
+    assert "Airtime by topic (hours)" in en
+    success = _bars(en, "Play success ratio by cluster")
+    assert success["C01"] == "99.5%" and "C12" not in success  # 209 / 210; C12 played nothing
+    inventory = await inventory_report(sessions, H1, TZ)
+    page = render(inventory, "html", "en").decode()
+    assert page.count("<svg") == 1 and "Village coverage" in page
+
+
+def _bars(page: str, title: str) -> dict[str, str]:
+    """A bar chart's label -> shown value, from the page's inline SVG."""
+    import re
+
+    svg = page.split(f'aria-label="{title}"', 1)[1].split("</svg>", 1)[0]
+    return dict(re.findall(r">([^<]+)</text><rect[^>]*/><text[^>]*>([^<]+)</text>", svg))
+
+
+async def test_availability_chart_shows_the_inventory_uptime(sessions: Sessions) -> None:
+    """The activity report's availability is the inventory's (status history), per cluster,
+    and so is its chart; the play success ratio stays in its own column and chart."""
+    await half_year(sessions)
+    activity = await activity_report(sessions, H1, TZ)
+    inventory = await inventory_report(sessions, H1, TZ)
+    uptime = {
+        r["cluster"]: r["availability"]
+        for r in inventory.table("by_cluster").as_dicts()
+        if r["availability"] is not None
+    }
+    assert {c: uptime[c] for c in ("C01", "C04", "C06", "C12", "B01")} == {
+        "C01": 1.0, "C04": round(172 / 182, 4), "C06": 0.0, "C12": round(120 / 182, 4),
+        "B01": 0.0,
+    }  # fmt: skip
+    rows = {r["cluster"]: r for r in activity.table("by_cluster").as_dicts()}
+    assert {c: r["availability"] for c, r in rows.items()} == uptime
+    assert (rows["C04"]["success_ratio"], rows["C04"]["availability"]) == (0.9565, 0.9451)
+    for lang, title in (
+        ("en", "Cluster availability (time online)"),
+        ("vi", "Tỷ lệ thời gian trực tuyến theo cụm loa"),
+    ):
+        chart = _bars(render(activity, "html", lang).decode(), title)
+        assert chart == {c: f"{a * 100:.1f}%" for c, a in uptime.items()}
+        assert chart["C04"] == "94.5%" and chart["C12"] == "65.9%"
 
 
 async def test_push_queues_one_message_per_report_version(sessions: Sessions) -> None:

@@ -54,7 +54,8 @@ async def test_reports_download_in_every_format(settings: Settings) -> None:
                 "GET", "/reports/activity?period=2024H1&format=html&lang=en"
             )
             assert status == 200 and resp.content_type == "text/html"
-            assert html.count("<svg") == 3 and "Airtime by topic" in html
+            assert html.count("<svg") == 4 and "Airtime by topic" in html
+            assert "Cluster availability (time online)" in html
             status, body, _ = await api.call("GET", "/reports/activity")
             assert_problem(status, body, 422, "period")
             status, body, _ = await api.call("GET", "/reports/activity?period=2024H2")

@@ -10,11 +10,11 @@ from sqlmodel import select
 
 from simulator import SimulatedFleet
 from station import _keys as keys
-from station._services import add_media, create_programme, register_clusters, schedule_once
+from station._services import register_clusters, schedule_once
 from station.app import start_station
 from station.db import PlayRecord, PlayRecordStatus, Schedule, ScheduleStatus
 from station.demo import demo_settings
-from station.media import synthesize_programme
+from tests.playout_support import audio_programme
 
 
 async def test_schedule_survives_a_station_restart(
@@ -27,21 +27,9 @@ async def test_schedule_survives_a_station_restart(
     station = await start_station(settings)
     sessions = station.app[keys.SESSIONS]
     await register_clusters(sessions, [(cid, cid) for cid in ids])
-    source = tmp_path / "in.wav"
-    await synthesize_programme(source, 2.0)
-    item, _ = await add_media(
-        sessions,
-        station.app[keys.MEDIA_STORE],
-        station.app[keys.MEDIA_WORKER],
-        settings,
-        source,
-        "t",
-    )
-    assert item.id is not None
-    programme = await create_programme(sessions, "p", [item.id])
-    assert programme.id is not None
+    programme_id = await audio_programme(station.app, tmp_path, 2.0, "p", "t")
     start_at = datetime.now(UTC) + timedelta(seconds=settings.scheduler.dispatch_lead_s + 4)
-    schedule = await schedule_once(sessions, programme.id, start_at, {"all": True})
+    schedule = await schedule_once(sessions, programme_id, start_at, {"all": True})
     await station.app[keys.DISPATCHER].reconcile()
     await station.stop()  # down before the play command was due
 

@@ -28,13 +28,10 @@ from station.config import Settings
 from station.db import (
     Cluster,
     ClusterStatus,
-    MediaItem,
     ScheduleStatus,
     Village,
-    create_engine_for,
-    session_factory,
-    upgrade_async,
 )
+from tests.db_support import media_row, seeded
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=HCM)
@@ -43,28 +40,15 @@ SETTINGS = Settings()
 
 @pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[Sessions]:
-    await upgrade_async(database_url)
-    engine = create_engine_for(database_url)
-    factory = session_factory(engine)
-    async with factory() as db:
-        db.add(Village(id="T01", name="Thôn 1"))
-        db.add_all(Cluster(id=f"C0{n}", name=f"C0{n}", village_id="T01") for n in (1, 2))
-        db.add(Cluster(id="C03", name="C03"))
-        db.add(Cluster(id="OLD", status=ClusterStatus.RETIRED))
-        db.add(
-            MediaItem(
-                sha256="a" * 64,
-                source_sha256="a" * 64,
-                title="Tin",
-                duration_ms=600_000,
-                size_bytes=1,
-            )
-        )
-        await db.commit()
-    try:
+    rows = [
+        Village(id="T01", name="Thôn 1"),
+        *(Cluster(id=f"C0{n}", name=f"C0{n}", village_id="T01") for n in (1, 2)),
+        Cluster(id="C03", name="C03"),
+        Cluster(id="OLD", status=ClusterStatus.RETIRED),
+        media_row("a", 600_000, 1),
+    ]
+    async with seeded(database_url, rows) as factory:
         yield factory
-    finally:
-        await engine.dispose()
 
 
 async def _programme(sessions: Sessions, *items: ItemInput) -> int:
@@ -229,23 +213,8 @@ def _cli(config: Path, *argv: str) -> int:
 
 
 async def _seed_clusters(url: str, *ids: str) -> None:
-    await upgrade_async(url)
-    engine = create_engine_for(url)
-    try:
-        async with session_factory(engine)() as db:
-            db.add_all(Cluster(id=c, name=c) for c in ids)
-            db.add(
-                MediaItem(
-                    sha256="b" * 64,
-                    source_sha256="b" * 64,
-                    title="Tin",
-                    duration_ms=60_000,
-                    size_bytes=1,
-                )
-            )
-            await db.commit()
-    finally:
-        await engine.dispose()
+    async with seeded(url, [*(Cluster(id=c, name=c) for c in ids), media_row("b", 60_000, 1)]):
+        pass
 
 
 @pytest.fixture

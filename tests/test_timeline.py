@@ -277,3 +277,34 @@ def test_timeline_invariants(rules: list[ScheduleRule]) -> None:
             assert played.get(rule.id, timedelta(0)) <= rule.programme.duration
             told = {e.action for e in line.events if e.session_id.startswith(f"s{rule.id}-")}
             assert rule.id in played or told & {Action.IGNORE, Action.SKIPPED, Action.INTERRUPTED}
+
+
+def test_same_priority_overlap_follows_the_operators_rank_else_the_newcomer() -> None:
+    """The order a cluster follows on air (docs/protocol.md): the operator's rank first; two
+    schedules left equal (nobody chose) go to the newcomer, and the other resumes after it."""
+    start = DAY + timedelta(hours=6)
+    first = ScheduleRule(
+        1, prog(1, 10), Recurrence("once", at=start), frozenset({"C01"}), "scheduled", rank=-1
+    )
+    later = ScheduleRule(
+        2,
+        prog(2, 2),
+        Recurrence("once", at=start + MIN),
+        frozenset({"C01"}),
+        "scheduled",
+        misfire_grace=timedelta(minutes=30),
+    )
+    line = timeline([first, later], ["C01"], DAY, DAY + timedelta(days=1))["C01"]
+    assert [(s.schedule_id, s.how, s.start - start) for s in line.slots] == [
+        (1, Action.START, timedelta(0)),
+        (2, Action.START, 10 * MIN),  # waited for the one ranked first
+    ]
+    tied = ScheduleRule(
+        1, prog(1, 10), Recurrence("once", at=start), frozenset({"C01"}), "scheduled"
+    )
+    line = timeline([tied, later], ["C01"], DAY, DAY + timedelta(days=1))["C01"]
+    assert [(s.schedule_id, s.how, s.start - start) for s in line.slots] == [
+        (1, Action.START, timedelta(0)),
+        (2, Action.PREEMPT, MIN),
+        (1, Action.RESUME, 3 * MIN),
+    ]

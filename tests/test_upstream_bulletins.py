@@ -14,20 +14,22 @@ from typing import Any
 
 import aiohttp
 import pytest
+from api_support import assert_problem, client, user_with_token
 from sqlmodel import col, select
 
 from simulator.provincial import ProvincialServer, sign_webhook
 from station import _keys as keys
 from station._services import StationError, register_clusters
 from station.app import RunningStation, start_station
-from station.config import Settings, UpstreamSection
+from station.config import Settings
 from station.db import (
     BulletinStatus,
     MediaItem,
+    OutboxMessage,
+    Role,
     UpstreamBulletin,
     UpstreamExchange,
 )
-from station.demo import demo_settings
 from station.media import synthesize_programme
 from station.upstream import (
     TEXT_ONLY_NOTE,
@@ -37,8 +39,11 @@ from station.upstream import (
     RecordingEmergencyTrigger,
     WebhookGuard,
 )
+from station.upstream._inbox import AUDIO_MAX_ATTEMPTS
+from station.upstream._outbox import KEY_LIMIT, outbox_key
 from station.upstream._queries import confirm_emergency, inbox
 from station.upstream._webhook import SignatureError
+from tests.upstream_support import provincial_server, upstream_settings
 
 TOKEN = "bulletin-token"
 SECRET = "shared-webhook-secret-123"
@@ -47,33 +52,16 @@ SECRET = "shared-webhook-secret-123"
 def settings_for(
     tmp_path: Path, database_url: str, mqtt_url: str, station_id: str, base_url: str, **extra: Any
 ) -> Settings:
-    base = demo_settings(
-        tmp_path, mqtt_url=mqtt_url, database_url=database_url, station_id=station_id
-    )
-    upstream = UpstreamSection.model_validate(
-        {
-            "enabled": True,
-            "base_url": base_url,
-            "token": TOKEN,
-            "push_interval_s": 3600,
-            "status_interval_s": 3600,
-            "pull": False,
-            "pull_interval_s": 3600,
-            "webhook_secret": SECRET,
-            **extra,
-        }
-    )
-    return base.model_copy(update={"upstream": upstream})
+    return upstream_settings(
+        tmp_path, database_url, mqtt_url, station_id, base_url, TOKEN,
+        **{"pull_interval_s": 3600, "webhook_secret": SECRET, **extra},
+    )  # fmt: skip
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[ProvincialServer]:
-    srv = ProvincialServer(token=TOKEN)
-    await srv.start()
-    try:
+    async with provincial_server(TOKEN) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
@@ -224,6 +212,7 @@ async def test_audio_bulletin_is_ingested(
         media = await db.get(MediaItem, got["A1"].media_id)
     assert media is not None and 1400 <= media.duration_ms <= 1600
     assert got["A2"].media_id is None and "text/html" in got["A2"].audio_error
+    assert (got["A1"].audio_attempts, got["A2"].audio_attempts) == (1, AUDIO_MAX_ATTEMPTS)
     assert ("A2", "rejected") in await exchanges(station)
 
 
@@ -293,6 +282,33 @@ async def test_webhook_rejects_bad_signature_stale_and_bad_body(station: Running
     assert await rows(station) == {}
     rejected = [s for _, s in await exchanges(station)]
     assert rejected == ["rejected"] * 6
+
+
+async def test_bulletins_with_200_character_ids_can_be_decided(
+    station: RunningStation, server: ProvincialServer
+) -> None:
+    """``bulletin:<id>:declined`` is longer than an outbox key may be: it is stored bounded
+    (``outbox_key``), one key per bulletin even when two ids share their first 199 characters."""
+    ids = ["B" * 199 + "1", "B" * 199 + "2"]
+    assert all(len(i) == 200 for i in ids)
+    results = await server.push_webhook(
+        station.base_url + WEBHOOK_PATH, SECRET, [bulletin(i, "priority") for i in ids]
+    )
+    assert [status for status, _ in results] == [200]
+    got = await rows(station)
+    operator = await user_with_token(station, "phat", Role.BROADCASTER)
+    async with client(station, operator) as api:
+        for ident in ids:
+            status, body, _ = await api.call("POST", f"/bulletins/{got[ident].id}/decline", {})
+            assert status == 200 and body["status"] == "declined", body
+        status, body, _ = await api.call("POST", f"/bulletins/{got[ids[0]].id}/decline", {})
+        assert_problem(status, body, 409)  # decided already: one message per decision
+    async with station.app[keys.SESSIONS]() as db:
+        query = select(OutboxMessage).where(OutboxMessage.kind == "bulletin_status")
+        messages = (await db.exec(query.order_by(col(OutboxMessage.id)))).all()
+    assert [m.key for m in messages] == [outbox_key(f"bulletin:{i}:declined") for i in ids]
+    assert all(len(m.key) == KEY_LIMIT for m in messages)
+    assert [m.payload["bulletin_id"] for m in messages] == ids  # the full id goes upstream
 
 
 def test_guard_forgets_signatures_after_the_window() -> None:

@@ -4,6 +4,7 @@ station restart: every message arrives exactly once, in order."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from simulator.provincial import ProvincialServer
 from station import _keys as keys
 from station._services import register_clusters
 from station.app import RunningStation, start_station
-from station.config import Settings, UpstreamSection
+from station.config import Settings
 from station.db import (
     MediaItem,
     OutboxMessage,
@@ -30,9 +31,10 @@ from station.db import (
     create_engine_for,
     session_factory,
 )
-from station.demo import demo_settings
 from station.upstream import backoff_s, enqueue, retry_failed
+from station.upstream._outbox import KEY_LIMIT, outbox_key
 from station.upstream._queries import outbox_summary
+from tests.upstream_support import provincial_server, upstream_settings
 
 TOKEN = "t0k3n-for-tests"
 
@@ -40,33 +42,16 @@ TOKEN = "t0k3n-for-tests"
 def settings_for(
     tmp_path: Path, database_url: str, mqtt_url: str, station_id: str, base_url: str, **extra: Any
 ) -> Settings:
-    base = demo_settings(
-        tmp_path, mqtt_url=mqtt_url, database_url=database_url, station_id=station_id
-    )
-    upstream = UpstreamSection.model_validate(
-        {
-            "enabled": True,
-            "base_url": base_url,
-            "token": TOKEN,
-            "retry_min_s": 0.05,
-            "retry_max_s": 0.2,
-            "push_interval_s": 3600,
-            "status_interval_s": 3600,
-            "pull": False,
-            **extra,
-        }
-    )
-    return base.model_copy(update={"upstream": upstream})
+    return upstream_settings(
+        tmp_path, database_url, mqtt_url, station_id, base_url, TOKEN,
+        **{"retry_min_s": 0.05, "retry_max_s": 0.2, **extra},
+    )  # fmt: skip
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[ProvincialServer]:
-    srv = ProvincialServer(token=TOKEN)
-    await srv.start()
-    try:
+    async with provincial_server(TOKEN) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
@@ -130,6 +115,12 @@ async def test_delivery_through_outage_503_and_restart(
         assert set(summary.by_status) == {"sent"}  # reports + a cluster status snapshot
         assert await exchange_count(station, "ok") == len(server.order)
         assert await exchange_count(station, "retry") >= 3 + 3  # down, then three 503s
+        async with station.app[keys.SESSIONS]() as db:
+            attempts = {m.key: m.attempts for m in await db.exec(select(OutboxMessage))}
+            up = select(UpstreamExchange.key).where(UpstreamExchange.direction == "up")
+            counted = Counter((await db.exec(up)).all())
+        assert attempts == dict(counted)  # each attempt counted once, across the restart
+        assert max(attempts.values()) >= 1 + 3 + 3  # the head of the queue: down, 503s, ok
     finally:
         await station.stop()
     reports = [k for k in server.order if k.startswith("report:")]
@@ -303,7 +294,7 @@ async def test_enqueue_rejects_bad_input(
         async with station.app[keys.SESSIONS]() as db:
             with pytest.raises(ValueError, match="unknown upstream message kind"):
                 await enqueue(db, "gossip", "k", {})
-            with pytest.raises(ValueError, match="1-200"):
+            with pytest.raises(ValueError, match="cannot be empty"):
                 await enqueue(db, "report", "", {})
             assert await enqueue(db, "report", "same", {})
             await db.commit()
@@ -311,6 +302,37 @@ async def test_enqueue_rejects_bad_input(
             query = select(OutboxMessage).where(OutboxMessage.kind == "report")
             rows = (await db.exec(query.order_by(col(OutboxMessage.id)))).all()
         assert [r.payload for r in rows] == [{}]
+    finally:
+        await station.stop()
+
+
+def test_outbox_key_is_bounded_and_one_per_message() -> None:
+    fits = "k" * KEY_LIMIT
+    assert outbox_key(fits) == fits  # stored keys stay what they were
+    long_a, long_b = "r" * 250 + "a", "r" * 250 + "b"  # the same head, different messages
+    bounded = outbox_key(long_a)
+    assert len(bounded) == KEY_LIMIT and bounded.startswith("r" * 100)
+    assert outbox_key(long_a) == bounded  # the same message: the same key
+    assert outbox_key(long_b) != bounded
+
+
+async def test_long_keys_are_stored_bounded_and_deduplicated(
+    tmp_path: Path, database_url: str, mqtt_url: str, station_id: str, server: ProvincialServer
+) -> None:
+    settings = settings_for(tmp_path, database_url, mqtt_url, station_id, server.base_url)
+    station = await start_station(settings)
+    long_a, long_b = "report:" + "x" * 250 + "a", "report:" + "x" * 250 + "b"
+    try:
+        async with station.app[keys.SESSIONS]() as db:
+            assert await enqueue(db, "report", long_a, {"n": "a"})
+            assert await enqueue(db, "report", long_b, {"n": "b"})
+            await db.commit()
+            assert not await enqueue(db, "report", long_a, {"n": "again"})
+        station.app[keys.UPSTREAM].sender.wake()  # type: ignore[union-attr]
+        await wait_for(lambda: all_sent(station))
+        reports = [k for k in server.order if k.startswith("report:")]
+        assert reports == [outbox_key(long_a), outbox_key(long_b)]
+        assert [server.received[k]["data"] for k in reports] == [{"n": "a"}, {"n": "b"}]
     finally:
         await station.stop()
 

@@ -5,13 +5,12 @@ emergency screen, stop it. Screenshots go to artifacts/screenshots/."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from api_support import PASSWORD, running, settings_for
 from sqlmodel import col, select
-from test_web_browser import CHROMIUM, FLAGS, console_page, log_in, shot
+from test_web_browser import CHROMIUM, console_page, log_in, shot
 
 from simulator import SimulatedFleet
 from station import _keys as keys
@@ -23,19 +22,9 @@ from station.media import synthesize_programme
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 
 if CHROMIUM.exists():
-    from playwright.async_api import Browser, async_playwright, expect
+    from playwright.async_api import Browser, expect
 else:  # pragma: no cover
     Browser = object  # type: ignore[assignment,misc]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def test_emergency_with_a_second_person_on_air_then_stopped(

@@ -14,6 +14,7 @@ from ._codec import (
 )
 from ._messages import (
     MAX_PAYLOAD_BYTES,
+    RANK_LIMIT,
     Ack,
     Capabilities,
     Command,
@@ -27,6 +28,7 @@ from ._messages import (
     NackCode,
     PlayCommand,
     PowerCommand,
+    PowerSpec,
     PowerTarget,
     PrefetchCommand,
     RebootCommand,
@@ -53,6 +55,7 @@ __all__ = [
     "DEVICE_TO_STATION",
     "MAX_PAYLOAD_BYTES",
     "PROTOCOL_VERSION",
+    "RANK_LIMIT",
     "Ack",
     "Capabilities",
     "ClusterChannel",
@@ -68,6 +71,7 @@ __all__ = [
     "NackCode",
     "PlayCommand",
     "PowerCommand",
+    "PowerSpec",
     "PowerTarget",
     "PrefetchCommand",
     "ProtocolError",

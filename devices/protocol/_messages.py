@@ -20,6 +20,10 @@ Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 # Free text and ids end up in logs and databases (PostgreSQL refuses NUL): no control characters.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 CommandId = Annotated[str, Field(min_length=1, max_length=64, pattern=PRINTABLE)]
+# v1.2, optional: the station's tie-break between sessions of the same priority (higher wins;
+# equal ranks: the newcomer wins). Absent = 0, so an older station's sessions all tie.
+RANK_LIMIT = 1_000_000
+Rank = Annotated[int, Field(ge=-RANK_LIMIT, le=RANK_LIMIT)]
 
 
 Codec = Literal["opus", "mp3"]
@@ -49,6 +53,8 @@ class Capabilities(BaseModel):
     outputs: list[PowerTarget] = Field(default_factory=list)
     bridged: list[ClusterId] = Field(default_factory=list, max_length=256)
     store_and_forward: bool = True
+    # It switches its outputs itself for held sessions (``SessionSpec.power``), link up or down.
+    scheduled_power: bool = False
 
 
 class Status(_Message):
@@ -81,6 +87,7 @@ class Heartbeat(_Message):
     power_source: Literal["mains", "battery", "solar"] | None = None
     interval_s: int | None = Field(default=None, ge=1, le=3600)
     upcoming_sessions: int | None = Field(default=None, ge=0)  # held for store-and-forward
+    outputs_on: list[PowerTarget] | None = Field(default=None, max_length=3)  # a bridge's, now
 
 
 class MediaRef(BaseModel):
@@ -106,6 +113,7 @@ class PlayCommand(_Command):
 
     ``offset_ms`` starts into the programme (resuming after a preemption). A cluster keeps a
     play command until ``expires_at`` and starts on time from its cache even if its link is down.
+    ``rank`` (v1.2) breaks ties of ``priority``: the higher wins; equal ranks, the newcomer.
     """
 
     type: Literal["play"] = "play"
@@ -114,6 +122,7 @@ class PlayCommand(_Command):
     items: list[MediaRef] = Field(min_length=1, max_length=100)
     volume: int | None = Field(default=None, ge=0, le=100)
     priority: int = Field(default=50, ge=0, le=100)
+    rank: Rank = 0
     offset_ms: int = Field(default=0, ge=0)
 
 
@@ -132,8 +141,27 @@ class PrefetchCommand(_Command):
     keep_until: AwareDatetime | None = None
 
 
+class PowerSpec(BaseModel):
+    """An output a bridge switches itself for a held session (its link may be down then).
+
+    On ``warmup_s`` before the session's ``start_at`` (sending ``zone_codes`` after power-on,
+    as for a ``power`` command); off after the session ends unless another held session needs
+    it by then (its own ``start_at - warmup_s`` has come) or the station holds it on.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    target: PowerTarget
+    warmup_s: float = Field(default=0, ge=0, le=120)
+    zone_codes: list[str] = Field(default_factory=list, max_length=64)
+
+
 class SessionSpec(BaseModel):
-    """One upcoming session a cluster holds for store-and-forward."""
+    """One upcoming session a cluster holds for store-and-forward.
+
+    ``power`` (v1.1, optional; older clusters ignore it): the outputs a bridge switches itself
+    for this session, so bridged FM/wired sets hear it even when the link is down at start.
+    ``rank`` (v1.2, optional): as in ``play``; held sessions play offline by the same rule.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     session_id: str = Field(min_length=1, max_length=64, pattern=PRINTABLE)
@@ -141,7 +169,16 @@ class SessionSpec(BaseModel):
     expires_at: AwareDatetime
     items: list[MediaRef] = Field(min_length=1, max_length=100)
     priority: int = Field(default=50, ge=0, le=100)
+    rank: Rank = 0
     volume: int | None = Field(default=None, ge=0, le=100)
+    power: list[PowerSpec] | None = Field(default=None, max_length=3)
+
+    @model_validator(mode="after")
+    def _one_spec_per_output(self) -> SessionSpec:
+        targets = [p.target for p in self.power or ()]
+        if len(set(targets)) != len(targets):
+            raise ValueError("power lists each target at most once")
+        return self
 
 
 class ScheduleCommand(_Command):
@@ -167,6 +204,7 @@ class StreamCommand(_Command):
     start_at: AwareDatetime | None = None
     until: AwareDatetime | None = None
     priority: int = Field(default=50, ge=0, le=100)
+    rank: Rank = 0  # v1.2: as in ``play``
     volume: int | None = Field(default=None, ge=0, le=100)
 
 
@@ -288,6 +326,8 @@ class Event(_Message):
         default=None, max_length=100
     )  # items now cached
     packets: int | None = Field(default=None, ge=0)  # live packets received (MQTT streams)
+    # A bridge's outputs switched on as the session starts (``playback_started``).
+    outputs_on: list[PowerTarget] | None = Field(default=None, max_length=3)
 
     @model_validator(mode="after")
     def _needs_session_or_fault(self) -> Event:

@@ -18,6 +18,7 @@ follow from the declaration.
 
 from ._accounts import (
     AccountError,
+    DbLoginThrottle,
     create_token,
     create_user,
     ensure_first_admin,
@@ -31,7 +32,6 @@ from ._audit import Actor, audit, audit_csv, audit_in
 from ._auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
-    LoginThrottle,
     Principal,
     Unauthenticated,
     authenticate,
@@ -65,10 +65,10 @@ __all__ = [
     "ApiError",
     "ApiRouter",
     "Call",
+    "DbLoginThrottle",
     "Endpoint",
     "FieldProblem",
     "ListQuery",
-    "LoginThrottle",
     "Page",
     "Permission",
     "Principal",

@@ -6,18 +6,24 @@ Each is one short transaction. Errors a user can cause raise ``AccountError`` na
 from __future__ import annotations
 
 import logging
+import math
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, func, select
+from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from station.db import ApiToken, Role, User
+from station.db.models_accounts import LoginFailure
 
 from ._roles import permissions_of
 from ._secrets import (
+    PASSWORD_MAX,
+    PASSWORD_MIN,
     PasswordPolicyError,
     check_password_policy,
     generate_password,
@@ -37,11 +43,15 @@ FIRST_ADMIN = "admin"
 class AccountError(Exception):
     """Refused with a message for the user; ``field`` names the offending input."""
 
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
+    def __init__(
+        self, field: str, message: str, status: int = 422, *, code: str, **params: object
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
         self.status = status
+        self.code = code  # the problem's code (``_problems.CODES``) and its parameters
+        self.params = params
 
 
 def _now() -> datetime:
@@ -51,7 +61,11 @@ def _now() -> datetime:
 def normalise_username(name: str) -> str:
     username = name.strip().lower()
     if not _USERNAME.match(username):
-        raise AccountError("username", "2-64 characters: lower-case letters, digits, '_', '.', '-'")
+        raise AccountError(
+            "username",
+            "2-64 characters: lower-case letters, digits, '_', '.', '-'",
+            code="username_invalid",
+        )
     return username
 
 
@@ -59,7 +73,9 @@ def _policy(password: str, field: str = "password") -> None:
     try:
         check_password_policy(password)
     except PasswordPolicyError as exc:
-        raise AccountError(field, str(exc)) from None
+        raise AccountError(
+            field, str(exc), code="password_policy", min=PASSWORD_MIN, max=PASSWORD_MAX
+        ) from None
 
 
 async def create_user(
@@ -89,7 +105,9 @@ async def create_user(
         try:
             await db.commit()
         except IntegrityError:
-            raise AccountError("username", f"{name!r} is taken", status=409) from None
+            raise AccountError(
+                "username", f"{name!r} is taken", status=409, code="username_taken", username=name
+            ) from None
         await db.refresh(user)
     return user, generated
 
@@ -102,7 +120,7 @@ async def set_password(
     async with sessions() as db:
         user = await db.get(User, user_id)
         if user is None:
-            raise AccountError("user", "no such user", status=404)
+            raise AccountError("user", "no such user", status=404, code="user_not_found")
         user.password_hash = hashed
         user.must_change_password = must_change
         user.password_changed_at = _now()
@@ -125,9 +143,16 @@ async def create_token(
     """A bearer token for ``user``, scoped to ``role`` (default: the user's). Shown once."""
     scope = Role(role or user.role)
     if not permissions_of(scope) <= permissions_of(user.role):
-        raise AccountError("role", f"a {user.role} cannot create a {scope} token")
+        raise AccountError(
+            "role",
+            f"a {user.role} cannot create a {scope} token",
+            code="token_role_scope",
+            role=str(user.role),
+            scope=str(scope),
+        )
     if not name.strip() or len(name) > 64:
-        raise AccountError("name", "1-64 characters")
+        raise AccountError("name", "1-64 characters", code="token_name_invalid")
+
     assert user.id is not None
     secret = new_token()
     token = ApiToken(user_id=user.id, name=name.strip(), role=scope, token_hash=token_hash(secret))
@@ -168,3 +193,83 @@ async def ensure_first_admin(sessions: Sessions) -> str | None:
 async def count_admins(db: AsyncSession) -> int:
     query = select(func.count()).where(User.role == Role.ADMIN, col(User.disabled).is_(False))
     return int((await db.exec(query)).one())
+
+
+# --------------------------------------------------------------------------- login throttle
+
+
+@dataclass
+class DbLoginThrottle:
+    """Failed logins per key (``user:NAME``, ``ip:ADDR``), kept in the database.
+
+    A key with ``max_failures`` or more failures within the last ``window_s`` seconds (a
+    sliding window) is locked out: the next try must wait ``lockout_s`` after its latest
+    failure, doubling with each further failure, at most ``backoff_max_s``. Tries refused
+    during a lock-out are not counted. Because the failures are rows, the lock-out holds for
+    every station process on the database and across restarts; a success clears the key.
+    """
+
+    sessions: Sessions
+    max_failures: int
+    window_s: float
+    lockout_s: float
+    backoff_max_s: float
+    clock: Callable[[], datetime] = field(default=_now)
+    keep_per_key: int = 64  # rows beyond these add nothing (the wait is capped long before)
+
+    def _lock(self, failures: int) -> float:
+        if failures < self.max_failures:
+            return 0.0
+        doublings = min(failures - self.max_failures, 40)
+        return float(min(self.lockout_s * 2.0**doublings, self.backoff_max_s))
+
+    async def retry_after(self, keys_: Sequence[str]) -> int:
+        """Seconds to wait before the next try may be checked; 0 = go ahead."""
+        now = self.clock()
+        since = now - timedelta(seconds=self.window_s)
+        query = (
+            select(LoginFailure.key, func.count(), func.max(LoginFailure.at))
+            .where(col(LoginFailure.key).in_(list(keys_)), col(LoginFailure.at) > since)
+            .group_by(col(LoginFailure.key))
+        )
+        async with self.sessions() as db:
+            rows = (await db.exec(query)).all()
+        wait = 0.0
+        for _key, count, latest in rows:
+            if latest is None:
+                continue
+            if latest.tzinfo is None:  # SQLite hands aggregates back without the zone
+                latest = latest.replace(tzinfo=UTC)
+            until = latest + timedelta(seconds=self._lock(int(count)))
+            wait = max(wait, (until - now).total_seconds())
+        return math.ceil(wait) if wait > 0 else 0
+
+    async def failed(self, keys_: Sequence[str]) -> None:
+        now = self.clock()
+        async with self.sessions() as db:
+            await db.exec(
+                delete(LoginFailure).where(
+                    col(LoginFailure.at) <= now - timedelta(seconds=self.window_s)
+                )
+            )
+            db.add_all(LoginFailure(key=k, at=now) for k in dict.fromkeys(keys_))
+            await db.flush()
+            for key in dict.fromkeys(keys_):
+                keep = (
+                    select(LoginFailure.id)
+                    .where(LoginFailure.key == key)
+                    .order_by(col(LoginFailure.at).desc(), col(LoginFailure.id).desc())
+                    .limit(self.keep_per_key)
+                )
+                await db.exec(
+                    delete(LoginFailure).where(
+                        col(LoginFailure.key) == key,
+                        col(LoginFailure.id).not_in(keep.scalar_subquery()),
+                    )
+                )
+            await db.commit()
+
+    async def succeeded(self, keys_: Sequence[str]) -> None:
+        async with self.sessions() as db:
+            await db.exec(delete(LoginFailure).where(col(LoginFailure.key).in_(list(keys_))))
+            await db.commit()

@@ -2,7 +2,10 @@
 
 - ``auth.approval_required``: a programme version goes on air only once an approver approved
   that version (``is_approved``); the schedule path calls ``require_approved``. A programme's
-  version grows when it is edited, so an edit leaves the new version unapproved.
+  version grows when it is edited, so an edit leaves the new version unapproved. The rule
+  itself lives in ``station._schedules`` (``require_approval``, ``unapproved_programmes``): the
+  CLI refuses with the same message, and the dispatcher's feed leaves unapproved programmes
+  off the air (``station._playout_store``).
 - ``auth.emergency_two_person``: ``confirm_second_person`` checks that a different user with the
   emergency permission confirmed with their own password.
 """
@@ -13,8 +16,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from station._schedules import ApprovalRequired, programme_version, require_approval
 from station.config import Settings
-from station.db import Programme, ProgrammeApproval
+from station.db import ProgrammeApproval
 
 from ._accounts import find_user
 from ._auth import Principal
@@ -27,12 +31,6 @@ __all__ = ["confirm_second_person", "is_approved", "programme_version", "require
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def programme_version(programme: Programme) -> int:
-    """The programme's current version (1 until the programme model carries a version)."""
-    version = getattr(programme, "version", 1)
-    return version if isinstance(version, int) else 1
-
-
 async def is_approved(sessions: Sessions, programme_id: int, version: int) -> bool:
     async with sessions() as db:
         query = select(ProgrammeApproval.id).where(
@@ -42,20 +40,14 @@ async def is_approved(sessions: Sessions, programme_id: int, version: int) -> bo
 
 
 async def require_approved(sessions: Sessions, settings: Settings, programme_id: int) -> None:
-    """409 when approval is required and the programme's current version is not approved."""
-    if not settings.auth.approval_required:
-        return
-    async with sessions() as db:
-        programme = await db.get(Programme, programme_id)
-    if programme is None:
-        return  # the caller reports unknown programmes
-    version = programme_version(programme)
-    if not await is_approved(sessions, programme_id, version):
+    """409 when approval is required and the programme's current version is not approved
+    (the rule is ``station._schedules.require_approval``, which the CLI calls too)."""
+    try:
+        await require_approval(sessions, settings, programme_id)
+    except ApprovalRequired as exc:
         raise ApiError(
-            409,
-            f"programme {programme_id} version {version} is not approved yet",
-            title="Approval required",
-        )
+            409, str(exc), title="Approval required", code=exc.code, params=exc.params
+        ) from None
 
 
 async def confirm_second_person(
@@ -69,7 +61,12 @@ async def confirm_second_person(
     if not settings.auth.emergency_two_person:
         return None
     if not username or not password:
-        raise ApiError(403, "a second user must confirm", title="Second person required")
+        raise ApiError(
+            403,
+            "a second user must confirm",
+            title="Second person required",
+            code="second_person_required",
+        )
     user = await find_user(sessions, username)
     ok = await verify_password(user.password_hash if user else None, password)
     if (
@@ -80,6 +77,10 @@ async def confirm_second_person(
         or Permission.EMERGENCY not in permissions_of(user.role)
     ):
         raise ApiError(
-            403, "the second user is not valid for this action", title="Second person required"
+            403,
+            "the second user is not valid for this action",
+            title="Second person required",
+            code="second_person_invalid",
         )
+
     return user.id

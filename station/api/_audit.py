@@ -2,7 +2,7 @@
 
 Call ``await audit(call, "schedule.create", f"schedule:{id}", {...})`` from a handler, or
 ``audit_in(db, call, ...)`` to write the entry in the same transaction as the change. The CLI and
-background jobs pass an ``Actor`` and the session factory.
+background jobs pass an ``Actor`` (its core is ``station._audit``, which needs no request).
 """
 
 from __future__ import annotations
@@ -10,35 +10,22 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from station import _keys as keys
+from station._audit import SYSTEM, Actor, actor_entry
 from station.db import AuditEntry
 
 from ._auth import client_ip, user_agent
 from ._framework import Call
 
-__all__ = ["Actor", "audit", "audit_csv", "audit_entry", "audit_in"]
+__all__ = ["SYSTEM", "Actor", "audit", "audit_csv", "audit_entry", "audit_in"]
 
 Sessions = async_sessionmaker[AsyncSession]
 CSV_COLUMNS = ("id", "at", "actor", "user_id", "action", "target", "ip", "user_agent", "details")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Someone acting outside an HTTP request: the CLI user, the system itself."""
-
-    name: str
-    user_id: int | None = None
-    ip: str = ""
-    user_agent: str = ""
-
-
-SYSTEM = Actor("system")
 
 
 def audit_entry(
@@ -58,15 +45,7 @@ def audit_entry(
             ip=client_ip(who.request),
             user_agent=user_agent(who.request),
         )
-    return AuditEntry(
-        user_id=who.user_id,
-        actor=who.name[:64],
-        action=action,
-        target=target[:200],
-        details=dict(details or {}),
-        ip=who.ip,
-        user_agent=who.user_agent,
-    )
+    return actor_entry(who, action, target, details)
 
 
 def audit_in(

@@ -10,11 +10,7 @@
 
 from __future__ import annotations
 
-import math
 import secrets
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -33,7 +29,6 @@ from ._secrets import new_token, same_secret, token_hash
 __all__ = [
     "CSRF_HEADER",
     "SESSION_COOKIE",
-    "LoginThrottle",
     "Principal",
     "authenticate",
     "client_ip",
@@ -237,43 +232,3 @@ async def forget_expired_sessions(sessions: async_sessionmaker[AsyncSession]) ->
     async with sessions() as db:
         await db.exec(delete(WebSession).where(col(WebSession.expires_at) <= _now()))
         await db.commit()
-
-
-class LoginThrottle:
-    """Failed logins per key (``user:NAME``, ``ip:ADDR``): after ``max_failures``, each further
-    try must wait 1, 2, 4 ... seconds, up to ``max_backoff_s``. Kept in memory, bounded."""
-
-    def __init__(
-        self,
-        max_failures: int,
-        max_backoff_s: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
-    ) -> None:
-        self.max_failures = max_failures
-        self.max_backoff_s = max_backoff_s
-        self.clock = clock
-        self.max_keys = max_keys
-        self._state: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def retry_after(self, keys_: Iterable[str]) -> int:
-        """Seconds to wait before the next try may be checked; 0 = go ahead."""
-        now = self.clock()
-        wait = max((self._state.get(k, (0, 0.0))[1] - now for k in keys_), default=0.0)
-        return math.ceil(wait) if wait > 0 else 0
-
-    def failed(self, keys_: Iterable[str]) -> None:
-        now = self.clock()
-        for key in keys_:
-            count = self._state.pop(key, (0, 0.0))[0] + 1
-            blocked = 0.0
-            if count >= self.max_failures:
-                blocked = now + min(2.0 ** (count - self.max_failures), self.max_backoff_s)
-            self._state[key] = (count, blocked)
-            while len(self._state) > self.max_keys:
-                self._state.popitem(last=False)
-
-    def succeeded(self, keys_: Iterable[str]) -> None:
-        for key in keys_:
-            self._state.pop(key, None)

@@ -81,6 +81,16 @@ def etag_of(model: BaseModel) -> str:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """An upload body other than the media upload's (``upload=True``), for the OpenAPI
+    document: a multipart/form-data ``file`` part of ``file_type``, and the media types also
+    accepted as the whole raw body."""
+
+    file_type: str = "application/octet-stream"
+    raw_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str  # OpenAPI path under API_PREFIX, e.g. /programmes/{programme_id}
@@ -94,7 +104,7 @@ class Endpoint:
     response: type[BaseModel] | None
     status: int
     path_params: dict[str, type]
-    upload: bool
+    upload: bool | Upload
     media_type: str | None  # raw response media type (handler returns a StreamResponse)
     if_match: bool
     errors: tuple[int, ...]
@@ -121,7 +131,9 @@ class Call:
     @property
     def user(self) -> Principal:
         if self.principal is None:
-            raise ApiError(401, "log in first", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "log in first", code="login_required", headers={"WWW-Authenticate": "Bearer"}
+            )
         return self.principal
 
     def path_str(self, name: str) -> str:
@@ -141,6 +153,7 @@ class Call:
                 412,
                 "the resource changed since you read it: reload and try again",
                 title="Precondition Failed",
+                code="resource_changed",
                 current_etag=current,
             )
 
@@ -164,7 +177,7 @@ class ApiRouter:
         query: type[BaseModel] | None = None,
         response: type[BaseModel] | None = None,
         status: int = 200,
-        upload: bool = False,
+        upload: bool | Upload = False,
         media_type: str | None = None,
         if_match: bool = False,
         errors: Sequence[int] = (),
@@ -233,15 +246,37 @@ async def _principal_for(endpoint: Endpoint, request: web.Request) -> Principal 
     try:
         principal = await authenticate(request)
     except Unauthenticated as exc:
-        raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        raise ApiError(
+            401, str(exc), code="login_required", headers={"WWW-Authenticate": "Bearer"}
+        ) from None
     if principal is None:
-        raise ApiError(401, "log in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "log in or send a bearer token",
+            code="login_required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not csrf_ok(request, principal):
-        raise ApiError(403, "missing or wrong X-CSRF-Token header", title="CSRF check failed")
+        raise ApiError(
+            403,
+            "missing or wrong X-CSRF-Token header",
+            title="CSRF check failed",
+            code="csrf_failed",
+        )
     if principal.must_change_password and not endpoint.allow_password_change_pending:
-        raise ApiError(403, "change your one-time password first", title="Password change required")
+        raise ApiError(
+            403,
+            "change your one-time password first",
+            title="Password change required",
+            code="password_change_required",
+        )
     if endpoint.permission not in principal.permissions:
-        raise ApiError(403, f"your role ({principal.role}) may not do this")
+        raise ApiError(
+            403,
+            f"your role ({principal.role}) may not do this",
+            code="role_forbidden",
+            role=str(principal.role),
+        )
     return principal
 
 
@@ -250,7 +285,7 @@ def _no_nul(request: web.Request) -> None:
     for where, values in (("path", request.match_info), ("query", request.query)):
         for name, value in values.items():
             if "\x00" in value:
-                raise field_error(name, f"NUL character in {where} parameter")
+                raise field_error(name, f"NUL character in {where} parameter", code="nul_character")
 
 
 def _parse_query(endpoint: Endpoint, request: web.Request) -> BaseModel | None:
@@ -265,14 +300,21 @@ def _parse_query(endpoint: Endpoint, request: web.Request) -> BaseModel | None:
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing more than ``limit`` bytes with 413 without reading it all."""
+    too_large = ApiError(
+        413,
+        f"request body over {limit} bytes",
+        title="Content Too Large",
+        code="body_too_large",
+        limit_bytes=limit,
+    )
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"request body over {limit} bytes", title="Content Too Large")
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"request body over {limit} bytes", title="Content Too Large")
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -282,9 +324,17 @@ async def _parse_body(endpoint: Endpoint, request: web.Request, limit: int) -> B
         return None
     raw = await read_limited(request, limit)
     if request.content_type != "application/json":
-        raise ApiError(415, "send the body as application/json", title="Unsupported Media Type")
+        raise ApiError(
+            415,
+            "send the body as application/json",
+            title="Unsupported Media Type",
+            code="json_required",
+        )
     if b"\\u0000" in raw or b"\x00" in raw:
-        raise ApiError(422, "NUL characters are not allowed", title="Invalid request")
+        raise ApiError(
+            422, "NUL characters are not allowed", title="Invalid request", code="nul_character"
+        )
+
     try:
         return endpoint.body.model_validate_json(raw or b"null")
     except ValidationError as exc:

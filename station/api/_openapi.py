@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
 from ._auth import CSRF_HEADER, SESSION_COOKIE
-from ._framework import API_PREFIX, ID_MAX, ApiRouter, Endpoint
+from ._framework import API_PREFIX, ID_MAX, ApiRouter, Endpoint, Upload
 from ._problems import PROBLEM_JSON, Problem
 
 REF = "#/components/schemas/{model}"
@@ -115,7 +115,9 @@ def _operation(e: Endpoint, ref: Any, schemas: dict[str, Any]) -> dict[str, Any]
             "required": True,
             "content": {"application/json": {"schema": ref(e.body, "validation")}},
         }
-    if e.upload:
+    if isinstance(e.upload, Upload):
+        op["requestBody"] = _upload_body(e.upload)
+    elif e.upload:
         op["requestBody"] = {
             "required": True,
             "content": {
@@ -163,6 +165,19 @@ def _operation(e: Endpoint, ref: Any, schemas: dict[str, Any]) -> dict[str, Any]
     for code in sorted(codes):
         responses[str(code)] = _problem(_ERRORS.get(code, "Error"))
     return op
+
+
+def _upload_body(upload: Upload) -> dict[str, Any]:
+    """A ``file`` part of a multipart form, or the same file as the raw body."""
+    file = {"type": "string", "contentMediaType": upload.file_type}
+    content: dict[str, Any] = {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {"file": file}}
+        }
+    }
+    for media_type in upload.raw_types:
+        content[media_type] = {"schema": {"type": "string"}}
+    return {"required": True, "content": content}
 
 
 def _query_parameters(schema: JsonSchemaValue, schemas: dict[str, Any]) -> list[dict[str, Any]]:

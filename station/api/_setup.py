@@ -10,11 +10,11 @@ from aiohttp import web
 from station import _keys as keys
 
 from ._accounts import FIRST_ADMIN, ensure_first_admin
-from ._auth import LoginThrottle, forget_expired_sessions
+from ._auth import forget_expired_sessions
 from ._framework import API_PREFIX, ApiRouter, view_for
 from ._openapi import build_openapi
 from ._problems import problem_middleware
-from ._state import OPENAPI, THROTTLE
+from ._state import OPENAPI
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,6 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def _accounts(app: web.Application) -> AsyncIterator[None]:
-    auth = app[keys.SETTINGS].auth
-    app[THROTTLE] = LoginThrottle(auth.login_max_failures, auth.login_backoff_max_s)
     await forget_expired_sessions(app[keys.SESSIONS])
     password = await ensure_first_admin(app[keys.SESSIONS])
     if password is not None:

@@ -6,7 +6,4 @@ from typing import Any
 
 from aiohttp import web
 
-from ._auth import LoginThrottle
-
-THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 OPENAPI = web.AppKey("openapi_document", dict[str, Any])

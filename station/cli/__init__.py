@@ -20,6 +20,7 @@ from . import (
     _playout,
     _reports,
     _schedules,
+    _topics,
     _upstream,
     _users,
 )
@@ -34,6 +35,7 @@ REGISTRARS = [
     _schedules.register,
     _upstream.register,
     _reports.register,
+    _topics.register,
     _live.register,
     _users.register,
 ]

@@ -76,8 +76,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             return 0
         print(f"{'cluster':<10} {'kind':<10} {'raised':<19} {'cleared':<19} detail")
         for a in rows:
+            subject = a.cluster_id or f"live:{a.mount}"  # a live mount's alert (docs/live.md)
             print(
-                f"{a.cluster_id:<10} {a.kind:<10} {_when(a.raised_at, settings):<19} "
+                f"{subject:<10} {a.kind:<10} {_when(a.raised_at, settings):<19} "
                 f"{_when(a.cleared_at, settings):<19} {a.detail}"
             )
         return 0
@@ -157,16 +158,21 @@ def cmd_zone_list(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """Counters of the running station (drops, messages, commands) over its HTTP API."""
+    from ._live import station_tls, station_url
+
     settings = settings_from(args)
-    http = settings.http
-    base = args.url or http.public_base_url or f"http://{http.host}:{http.port}"
-    url = base.rstrip("/") + "/api/v1/stats"
+    url = station_url(args, settings, "/api/v1/stats")
+    try:
+        context = station_tls(settings)
+    except ValueError as exc:
+        print(f"loaxa stats: {exc}")
+        return 1
     token = args.token or os.environ.get("LOAXA_API_TOKEN", "")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             stats = json.load(response)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
@@ -190,7 +196,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def register(sub: Subparsers) -> None:
     p = add_command(sub, "clusters", cmd_clusters, "list clusters: status, online, alerts")
     p.add_argument("--all", action="store_true", help="include retired clusters")
-    p = add_command(sub, "alerts", cmd_alerts, "list open alerts [cảnh báo]")
+    p = add_command(sub, "alerts", cmd_alerts, "open alerts [cảnh báo]: clusters, live mounts")
     p.add_argument("--all", action="store_true", help="include cleared alerts")
     p.add_argument("--limit", type=int, default=200)
     p = add_command(sub, "coverage", cmd_coverage, "villages with no working cluster")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
+from pathlib import Path
 
 from ._common import (
     Subparsers,
@@ -50,6 +52,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from simulator import run_simulator
 
+    if args.http_ca is not None and not Path(args.http_ca).is_file():
+        print(f"loaxa sim: --http-ca {args.http_ca}: no such file", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
 
     async def run() -> None:
@@ -66,6 +71,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
                 faults=args.faults,
                 seed=args.seed,
                 bridges=args.bridges,
+                http_ca=args.http_ca,
             )
         )
         waiter = asyncio.create_task(wait_for_signal())
@@ -104,6 +110,12 @@ def register(sub: Subparsers) -> None:
     )
     sim.add_argument("--seed", type=int, default=None, help="seed for reproducible faults")
     sim.add_argument("--bridges", type=int, default=0, help="this many clusters are bridges")
+    sim.add_argument(
+        "--http-ca",
+        default=None,
+        help="the station's CA certificate (PEM file) for HTTPS downloads and streams, when "
+        "its certificate is from a private CA (http.tls_ca); default: the system's CAs",
+    )
     sim.set_defaults(func=cmd_sim)
 
     demo = sub.add_parser("demo", help="run everything on this machine and play a programme")

@@ -5,18 +5,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
+from station.config import Settings
+
 from ._common import Subparsers, add_command, add_group, settings_from
+
+
+def station_url(args: argparse.Namespace, settings: Settings, path: str) -> str:
+    """``path`` on the running station: ``--url``, else ``http.base_url`` (``https://`` when
+    the station serves TLS)."""
+    return (args.url or settings.http.base_url).rstrip("/") + path
+
+
+def station_tls(settings: Settings) -> ssl.SSLContext:
+    """Verify the station against the system's CAs plus ``http.tls_ca``: a station with a
+    certificate from the commune's private CA is trusted without turning verification off.
+    ValueError (naming the file) if the CA cannot be loaded."""
+    context = ssl.create_default_context()
+    ca = settings.http.tls_ca
+    if ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"cannot load http.tls_ca {ca}: {exc}") from None
+    return context
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     settings = settings_from(args)
-    http = settings.http
-    base = args.url or http.public_base_url or f"http://{http.host}:{http.port}"
-    url = base.rstrip("/") + "/api/v1" + path
+    url = station_url(args, settings, "/api/v1" + path)
+    try:
+        context = station_tls(settings)
+    except ValueError as exc:
+        return 0, {"detail": str(exc)}
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Accept", "application/json")
@@ -26,7 +52,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=15, context=context) as response:
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
@@ -51,6 +77,12 @@ def _show(mount: dict[str, Any]) -> None:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from station.live import OPERATOR_SOURCE, OPERATOR_SOURCES_HELP
+
+    if not OPERATOR_SOURCE.match(args.source):  # the API refuses it too (422); say why here
+        print(f"loaxa live: unknown --source {args.source!r}: use {OPERATOR_SOURCES_HELP}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     status, body = _call(args, "POST", "/live", {"mount": args.mount, "source": args.source})
     if status != 201:
         return _failed(status, body)
@@ -71,6 +103,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         _show(mount)
     if not body["items"]:
         print("no live mounts")
+    status, body = _call(args, "GET", "/live/alerts?state=open")
+    if status != 200:
+        return _failed(status, body)
+    for alert in body["items"]:  # kept in the alerts table: `loaxa alerts --all` for history
+        print(
+            f"alert: {alert['mount']} {alert['kind']} since {alert['raised_at']} {alert['detail']}"
+        )
     return 0
 
 
@@ -79,7 +118,7 @@ def register(sub: Subparsers) -> None:
     for name, func, help_ in (
         ("start", cmd_start, "start a mount"),
         ("stop", cmd_stop, "stop a mount"),
-        ("status", cmd_status, "list mounts: state, source, listeners"),
+        ("status", cmd_status, "list mounts (state, source, listeners) and open alerts"),
     ):
         p = add_command(group, name, func, help_)
         p.add_argument("--url", help="the station's base URL (default: from the config)")
@@ -90,5 +129,6 @@ def register(sub: Subparsers) -> None:
             p.add_argument(
                 "--source",
                 required=True,
-                help="alsa:DEV, pulse:DEV, relay:URL, icecast (a source client pushes) or browser",
+                help="alsa:DEV, pulse:DEV, relay:URL, icecast (a source client pushes), browser "
+                "(the console's microphone) or push (whichever of the two connects first)",
             )

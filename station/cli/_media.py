@@ -6,13 +6,19 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from station.config import Settings
 
 from ._common import Sessions, Subparsers, add_command, add_group, with_station_db
+from ._operator import add_operator, with_operator
+
+if TYPE_CHECKING:
+    from station._audit import Actor
+    from station.db import MediaItem
 
 
 class ProgressBar:
@@ -54,7 +60,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     from station._media_library import add_media
     from station.media import MediaStore, MediaWorker, ffmpeg_executable
 
-    async def body(sessions: Sessions, settings: Settings) -> int:
+    async def body(sessions: Sessions, settings: Settings, who: Actor) -> int:
+        from station._audit import record_action
+
         source = Path(args.file)
         if not await asyncio.to_thread(source.is_file):
             raise FileNotFoundError(f"no such file: {source}")
@@ -62,12 +70,15 @@ def cmd_add(args: argparse.Namespace) -> int:
         worker = MediaWorker(ffmpeg_executable(settings.media.ffmpeg), settings.media.workers)
         bar = ProgressBar(sys.stderr)
         try:
-            item, created = await add_media(
+            item, created = await _added(sessions, who, source, add_media(
                 sessions, store, worker, settings, source, args.title or source.stem, bar,
                 topics=_topics(args.topic), language=args.language, uploader=args.uploader,
-            )  # fmt: skip
+            ))  # fmt: skip
         finally:
             bar.close()
+        if created:  # an identical upload stores nothing: nothing to record
+            details = {"title": item.title, "file": source.name, "sha256": item.sha256}
+            await record_action(sessions, who, "media.upload", f"media:{item.id}", details)
         word = "added" if created else "already in the library"
         print(
             f"media {item.id} {word}: {item.title} ({item.duration_ms / 1000:.1f} s, "
@@ -76,7 +87,22 @@ def cmd_add(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, "media:write", body)
+
+
+async def _added(
+    sessions: Sessions, who: Actor, source: Path, adding: Awaitable[tuple[MediaItem, bool]]
+) -> tuple[MediaItem, bool]:
+    """A refused file is recorded as the API records it (``media.rejected`` with the reason)."""
+    from station._audit import record_action
+    from station.media import MediaRejected
+
+    try:
+        return await adding
+    except MediaRejected as exc:
+        details = {"reason": exc.reason, "file": source.name}
+        await record_action(sessions, who, "media.rejected", source.name[:100], details)
+        raise
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -135,13 +161,17 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from station._media_library import delete_media
     from station.media import MediaStore
 
-    async def body(sessions: Sessions, settings: Settings) -> int:
+    async def body(sessions: Sessions, settings: Settings, who: Actor) -> int:
+        from station._audit import record_action
+
         entry = await delete_media(sessions, MediaStore(settings.media.dir), args.id)
         files = len(entry.renditions)
+        details = {"title": entry.item.title, "sha256": entry.item.sha256}
+        await record_action(sessions, who, "media.delete", f"media:{args.id}", details)
         print(f"media {args.id} deleted: {entry.item.title} ({files} rendition file(s))")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, "media:write", body)
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
@@ -190,6 +220,7 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("--language", default="vi", help="language code: vi, ctu (Cơ Tu), ...")
     p.add_argument("--uploader", default="", help="who brought the recording")
+    add_operator(p)
 
     p = add_command(media, "list", cmd_list, "list the library")
     p.add_argument("--topic", default="", metavar="CODE", help="only items with this topic")
@@ -201,6 +232,7 @@ def register(sub: Subparsers) -> None:
     what = "delete an item and its files (refused while a programme uses it)"
     p = add_command(media, "delete", cmd_delete, what)
     p.add_argument("id", type=int)
+    add_operator(p)
 
     p = add_command(media, "usage", cmd_usage, "media bytes served per cluster per day")
     p.add_argument("--days", type=int, default=0, help="only the last N days (station time)")

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 from station.config import Settings
 
 from ._common import Sessions, Subparsers, add_command, add_group, with_station_db
+from ._operator import add_operator, with_operator
 
 if TYPE_CHECKING:
+    from station._audit import Actor
     from station.reports import Period
 
 
@@ -61,17 +63,21 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     period = _period(args)
 
-    async def body(sessions: Sessions, settings: Settings) -> int:
+    async def body(sessions: Sessions, settings: Settings, who: Actor) -> int:
+        from station._audit import record_action
+
         for kind in KINDS if args.kind == "all" else (args.kind,):
             report = await build_report(
                 sessions, kind, period, settings.station.tzinfo,
                 on_time_ms=settings.metrics.on_time_ms,
             )  # fmt: skip
             key, added = await push_report(sessions, report)
+            if added:  # the same numbers again queue nothing
+                await record_action(sessions, who, "report.push", f"report:{key}", {"kind": kind})
             print(f"{key}: {'queued' if added else 'already queued (same numbers)'}")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, None, body)
 
 
 def _period_args(parser: argparse.ArgumentParser) -> None:
@@ -95,3 +101,4 @@ def register(sub: Subparsers) -> None:
     push = add_command(group, "push", cmd_push, "queue reports for the Source Information System")
     _period_args(push)
     push.add_argument("--kind", choices=("activity", "inventory", "all"), default="all")
+    add_operator(push)

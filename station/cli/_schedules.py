@@ -12,6 +12,7 @@ from station._services import StationError
 from station.config import Settings
 
 from ._common import Sessions, Subparsers, add_command, add_group, with_station_db
+from ._operator import add_operator, with_operator
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
@@ -112,15 +113,23 @@ def _recurrence(args: argparse.Namespace, settings: Settings) -> Any:
 def cmd_programme_add(args: argparse.Namespace) -> int:
     from station._programmes import add_programme
 
-    async def body(sessions: Sessions, _settings: Settings) -> int:
+    async def body(sessions: Sessions, _settings: Settings, who: Any) -> int:
         items = [parse_item(i) for i in args.items]
         programme = await add_programme(
             sessions, args.title, items, topics=args.topic or [], language=args.language
         )
+        await _audit_programme(sessions, who, programme)
         print(f"programme {programme.id}: {programme.title} ({len(items)} items)")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, "programmes:write", body)
+
+
+async def _audit_programme(sessions: Sessions, who: Any, programme: Any) -> None:
+    from station._audit import record_action
+
+    details = {"title": programme.title, "version": programme.version}
+    await record_action(sessions, who, "programme.create", f"programme:{programme.id}", details)
 
 
 def cmd_programme_list(args: argparse.Namespace) -> int:
@@ -141,19 +150,69 @@ def cmd_programme_list(args: argparse.Namespace) -> int:
     return with_station_db(args, body)
 
 
+def cmd_programme_edit(args: argparse.Namespace) -> int:
+    """Change a programme: a new version, so an approved one needs approval again."""
+    from station._programmes import ProgrammeEdit, edit_programme
+
+    async def body(sessions: Sessions, _settings: Settings, who: Any) -> int:
+        topics = [] if args.no_topics else args.topic
+        items = [parse_item(i) for i in args.items] if args.items else None
+        change = ProgrammeEdit(args.title, items, topics, args.language)
+        check = _version_check(args.version)
+        edited = await edit_programme(sessions, args.id, change, who, check=check)
+        programme = edited.programme
+        print(f"programme {programme.id}: {programme.title}, version {programme.version}")
+        if edited.approval_reset:
+            print(f"  version {edited.from_version} was approved: this one needs approval again")
+        return 0
+
+    return with_operator(args, "programmes:write", body)
+
+
+def _version_check(expected: int | None) -> Any:
+    """``--version N``: refuse when someone changed the programme since you looked at it."""
+
+    def check(programme: Any) -> None:
+        if expected is not None and programme.version != expected:
+            raise StationError(
+                f"programme {programme.id} is at version {programme.version}, not {expected}: "
+                "someone changed it; look again (loaxa programme list) and retry"
+            )
+
+    return check
+
+
+def register_programme_edit(programme: Any) -> None:
+    p = add_command(programme, "edit", cmd_programme_edit, "change a programme (new version)")
+    p.add_argument("id", type=int)
+    p.add_argument(
+        "items", nargs="*", help="replace the items: media:ID relay:15m:URL live:10m ... (in order)"
+    )
+    p.add_argument("--title")
+    p.add_argument("--topic", action="append", help="replace the topics (repeatable)")
+    p.add_argument("--no-topics", action="store_true", help="remove every topic")
+    p.add_argument("--language", help="vi, ctu (Cơ Tu), ...")
+    p.add_argument("--version", type=int, help="the version you looked at: refused if changed")
+    add_operator(p)
+
+
 def cmd_schedule_add(args: argparse.Namespace) -> int:
     from station._programmes import add_programme
-    from station._schedules import ScheduleRequest, create_schedule
+    from station._schedules import ScheduleRequest, create_schedule, require_approval
 
-    async def body(sessions: Sessions, settings: Settings) -> int:
+    async def body(sessions: Sessions, settings: Settings, who: Any) -> int:
         if (args.programme is None) == (not args.media):
             raise StationError("give --programme ID, or --media IDs to make a programme")
         recurrence = _recurrence(args, settings)
         programme_id = args.programme
         if programme_id is None:
+            _refuse_new_programmes(settings, "--media makes a new programme")
             items = [parse_item(f"media:{m}") for m in args.media]
             programme = await add_programme(sessions, args.title, items)
+            await _audit_programme(sessions, who, programme)
             programme_id = programme.id
+        else:  # the API's rule and message (POST /schedules answers 409)
+            await require_approval(sessions, settings, programme_id)
         request = ScheduleRequest(
             programme_id,
             _targets(args),
@@ -163,7 +222,7 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
             misfire_grace_s=_misfire(args.misfire),
             on_conflict=args.on_conflict,
         )
-        result = await create_schedule(sessions, settings, request, datetime.now(UTC))
+        result = await create_schedule(sessions, settings, request, datetime.now(UTC), who=who)
         row = result.schedule
         first = row.start_at.astimezone(settings.station.tzinfo).isoformat(timespec="minutes")
         print(f"schedule {row.id}: programme {programme_id}, {row.recurrence}, first {first}")
@@ -171,7 +230,18 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
             print(f"  {row.note}")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, "schedules:write", body)
+
+
+def _refuse_new_programmes(settings: Settings, why: str) -> None:
+    """A programme made here has no approval yet: with approval required it cannot air."""
+    from station._schedules import ApprovalRequired
+
+    if settings.auth.approval_required:
+        raise ApprovalRequired(
+            f"{why}, which is not approved yet (auth.approval_required): make the programme "
+            "(`loaxa programme add`), have an approver approve it, then schedule --programme ID"
+        )
 
 
 def cmd_schedule_list(args: argparse.Namespace) -> int:
@@ -193,16 +263,16 @@ def cmd_schedule_list(args: argparse.Namespace) -> int:
 def cmd_schedule_cancel(args: argparse.Namespace) -> int:
     from station._schedules import cancel_schedule
 
-    async def body(sessions: Sessions, _settings: Settings) -> int:
-        row = await cancel_schedule(sessions, args.id)
+    async def body(sessions: Sessions, _settings: Settings, who: Any) -> int:
+        row = await cancel_schedule(sessions, args.id, who=who)
         print(f"schedule {row.id} cancelled")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, "schedules:write", body)
 
 
 def cmd_schedule_timeline(args: argparse.Namespace) -> int:
-    from station._schedules import schedule_timeline
+    from station._schedules import schedule_timeline, waiting_on
 
     async def body(sessions: Sessions, settings: Settings) -> int:
         tz = settings.station.tzinfo
@@ -214,6 +284,9 @@ def cmd_schedule_timeline(args: argparse.Namespace) -> int:
         targets = {"zones": [args.zone]} if args.zone else {"clusters": [args.cluster]}
         found = await schedule_timeline(sessions, settings, targets, start, end)
         print_timeline(found, tz)
+        for row, title in await waiting_on(sessions, settings, targets):
+            print(f"  waiting for approval (not on air): #{row.id} {title} "
+                  f"(programme {row.programme_id}) {_when(row, settings)}")  # fmt: skip
         return 0
 
     return with_station_db(args, body)
@@ -226,7 +299,8 @@ def cmd_schedule_import(args: argparse.Namespace) -> int:
 
     text = Path(args.file).read_text(encoding="utf-8")
 
-    async def body(sessions: Sessions, settings: Settings) -> int:
+    async def body(sessions: Sessions, settings: Settings, who: Any) -> int:
+        _refuse_new_programmes(settings, "a week plan makes a new programme per line")
         relays = {}
         for pair in args.relay or []:
             title, sep, url = pair.partition("=")
@@ -244,6 +318,7 @@ def cmd_schedule_import(args: argparse.Namespace) -> int:
             valid_from=start,
             on_conflict=args.on_conflict,
         )
+        await _audit_import(sessions, who, args.file, results)
         for result in results:
             row = result.schedule
             print(
@@ -251,7 +326,25 @@ def cmd_schedule_import(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, "schedules:write", body)
+
+
+async def _audit_import(sessions: Sessions, who: Any, file: str, results: list[Any]) -> None:
+    """The import commits row by row (station/_week_csv.py): one entry per schedule made."""
+    from pathlib import Path
+
+    from station._audit import record
+
+    name = Path(file).name
+    async with sessions() as db:
+        for result in results:
+            row = result.schedule
+            made = f"programme:{row.programme_id}"
+            record(db, who, "programme.create", made, {"file": name})
+            details = {"programme_id": row.programme_id, "file": name}
+            details |= {"recurrence": str(row.recurrence), "targets": row.targets}
+            record(db, who, "schedule.create", f"schedule:{row.id}", details)
+        await db.commit()
 
 
 # --------------------------------------------------------------------------- output
@@ -338,7 +431,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--title", required=True)
     p.add_argument("--topic", action="append", help="topic tag (repeatable), e.g. 'II.7'")
     p.add_argument("--language", default="vi", help="vi, ctu (Cơ Tu), ...")
+    add_operator(p)
     add_command(programme, "list", cmd_programme_list, "list programmes")
+    register_programme_edit(programme)
 
     schedule = add_group(sub, "schedule", "schedules [lịch phát]")
     p = add_command(schedule, "add", cmd_schedule_add, "schedule a programme once or recurring")
@@ -369,15 +464,18 @@ def register(sub: Subparsers) -> None:
         default="refuse",
         help="when it overlaps a schedule of the same priority",
     )
+    add_operator(p)
     p = add_command(schedule, "import", cmd_schedule_import, "a week plan (CSV) -> schedules")
     p.add_argument("file", help="weekday,start,end,slot,kind,title,topic,language,targets")
     p.add_argument("--relay", action="append", help="'TITLE=URL' stream of a relay row")
     p.add_argument("--from", dest="valid_from", help="first day, YYYY-MM-DD (default: today)")
     p.add_argument("--on-conflict", choices=("refuse", "before", "after"), default="refuse")
+    add_operator(p)
     p = add_command(schedule, "list", cmd_schedule_list, "list schedules")
     p.add_argument("--all", action="store_true", help="also cancelled, done and missed ones")
     p = add_command(schedule, "cancel", cmd_schedule_cancel, "cancel a schedule")
     p.add_argument("id", type=int)
+    add_operator(p)
     p = add_command(schedule, "timeline", cmd_schedule_timeline, "what plays when, and why")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--zone")

@@ -2,14 +2,14 @@
 
 ``loaxa user add NAME --role admin`` creates the first admin (there are no default
 credentials). Passwords are read from ``--password-stdin``, asked twice on a terminal, or
-generated and printed once. Every change is written to the audit log as ``cli:<login>``.
+generated and printed once. Every change is written to the audit log as the operator:
+``cli:<login>``, or the account named with ``--as`` (it needs ``users:manage``).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,22 +18,14 @@ from typing import TYPE_CHECKING
 from station.config import Settings
 
 from ._common import Sessions, Subparsers, add_command, add_group, with_station_db
+from ._operator import add_operator, with_operator
 
 if TYPE_CHECKING:
-    from station.api import Actor
+    from station._audit import Actor
 
 _ROLES = ["admin", "broadcaster", "approver", "technician", "viewer"]
 _AGO = re.compile(r"^(?P<n>\d+)(?P<unit>[mhd])$")
-
-
-def _actor() -> Actor:
-    from station.api import Actor
-
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):
-        login = str(os.getuid())
-    return Actor(f"cli:{login}"[:64], user_agent="loaxa-cli")
+MANAGE = "users:manage"
 
 
 def _fail(message: str) -> Exception:
@@ -65,7 +57,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
     password = _read_password(args)
 
-    async def body(sessions: Sessions, _settings: Settings) -> int:
+    async def body(sessions: Sessions, _settings: Settings, who: Actor) -> int:
         try:
             user, generated = await create_user(
                 sessions,
@@ -78,7 +70,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         except AccountError as exc:
             raise _fail(str(exc)) from None
         await audit(
-            _actor(),
+            who,
             "user.create",
             f"user:{user.username}",
             {"role": user.role},
@@ -89,7 +81,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
             print(f"one-time password (shown once, change it at first login): {generated}")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, MANAGE, body)
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
@@ -118,7 +110,7 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
 
     password = _read_password(args)
 
-    async def body(sessions: Sessions, _settings: Settings) -> int:
+    async def body(sessions: Sessions, _settings: Settings, who: Actor) -> int:
         user = await find_user(sessions, args.name)
         if user is None or user.id is None:
             raise _fail(f"no user {args.name!r}")
@@ -127,20 +119,20 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
             await set_password(sessions, user.id, new, must_change=password is None)
         except AccountError as exc:
             raise _fail(str(exc)) from None
-        await audit(_actor(), "user.password_reset", f"user:{user.username}", sessions=sessions)
+        await audit(who, "user.password_reset", f"user:{user.username}", sessions=sessions)
         print(f"password of {user.username!r} changed")
         if password is None:
             print(f"one-time password (shown once, change it at first login): {new}")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, MANAGE, body)
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     from station.api import AccountError, audit, create_token, find_user
     from station.db import Role
 
-    async def body(sessions: Sessions, _settings: Settings) -> int:
+    async def body(sessions: Sessions, _settings: Settings, who: Actor) -> int:
         user = await find_user(sessions, args.user)
         if user is None:
             raise _fail(f"no user {args.user!r}")
@@ -151,7 +143,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         except AccountError as exc:
             raise _fail(str(exc)) from None
         await audit(
-            _actor(),
+            who,
             "token.create",
             f"token:{token.id}",
             {"user": user.username, "name": token.name, "role": token.role},
@@ -161,21 +153,21 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         print(secret)
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, MANAGE, body)
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     from station.api import audit, revoke_token
 
-    async def body(sessions: Sessions, _settings: Settings) -> int:
+    async def body(sessions: Sessions, _settings: Settings, who: Actor) -> int:
         token = await revoke_token(sessions, args.id)
         if token is None:
             raise _fail(f"no token {args.id}")
-        await audit(_actor(), "token.revoke", f"token:{token.id}", sessions=sessions)
+        await audit(who, "token.revoke", f"token:{token.id}", sessions=sessions)
         print(f"token {token.id} ({token.name}) revoked")
         return 0
 
-    return with_station_db(args, body)
+    return with_operator(args, MANAGE, body)
 
 
 def _since(text: str) -> datetime:
@@ -204,6 +196,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             query = query.where(col(AuditEntry.at) >= since)
         if args.action:
             query = query.where(col(AuditEntry.action).startswith(args.action, autoescape=True))
+        if args.actor:
+            query = query.where(AuditEntry.actor == args.actor)
+        if args.target:
+            query = query.where(AuditEntry.target == args.target)
         async with sessions() as db:
             rows = list(reversed((await db.exec(query)).all()))
         if args.csv:
@@ -227,22 +223,28 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--display-name", default="")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--generate", action="store_true", help="generate a one-time password")
+    add_operator(p)
     add_command(user, "list", cmd_user_list, "list users")
     p = add_command(user, "passwd", cmd_user_passwd, "set a user's password")
     p.add_argument("name")
     p.add_argument("--password-stdin", action="store_true")
     p.add_argument("--generate", action="store_true", help="generate a one-time password")
+    add_operator(p)
 
     token = add_group(sub, "token", "API tokens for scripts and the upstream system")
     p = add_command(token, "create", cmd_token_create, "create a token (printed once)")
     p.add_argument("--user", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--role", choices=_ROLES, help="scope (default: the user's role)")
+    add_operator(p)
     p = add_command(token, "revoke", cmd_token_revoke, "revoke a token")
     p.add_argument("id", type=int)
+    add_operator(p)
 
     p = add_command(sub, "audit", cmd_audit, "show or export the audit log")
     p.add_argument("--since", help="30m, 12h, 7d or an ISO date/time")
     p.add_argument("--action", help="action prefix, e.g. login or schedule.")
+    p.add_argument("--actor", help="exactly this actor, e.g. lan or cli:root")
+    p.add_argument("--target", help="exactly this target, e.g. cluster:C1")
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--csv", action="store_true", help="CSV on standard output")

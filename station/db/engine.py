@@ -60,6 +60,12 @@ def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
     """An AsyncEngine for ``url``; on SQLite: WAL, foreign keys on, 5 s busy timeout.
 
     ``kwargs`` go to ``create_async_engine`` (e.g. ``echo=True``, pool settings).
+
+    SQLite sessions keep the driver's transactions on purpose (BEGIN just before the first
+    write; the reads before it hold no WAL snapshot): a deferred BEGIN before the reads makes
+    a read-then-write transaction fail at once when another writer commits in between, and
+    BEGIN IMMEDIATE makes every session, reads too, queue for the one write lock
+    (docs/architecture.md, tests/test_db_writers.py).
     """
     async_url = async_driver_url(url)
     _prepare_sqlite_file(async_url)
@@ -83,12 +89,45 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def _sqlite_driver_begins_nothing(dbapi_connection: Any, _record: Any) -> None:
+    # sqlite3's default ("legacy") mode sends BEGIN only before INSERT/UPDATE/DELETE, so
+    # CREATE/DROP/ALTER would each commit on their own; _begin_immediate sends BEGIN instead.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_migration_engine(sync_url: str) -> sa.Engine:
+    """A SQLite engine whose transactions include DDL, so a migration that fails halfway
+    (alembic commits once per migration) leaves nothing behind and can simply be run again.
+
+    Foreign keys stay off, as SQLite's default: batch migrations copy and drop tables, which
+    would cascade with them on.
+    """
+    engine = sa.create_engine(sync_url, poolclass=sa.pool.NullPool)
+    sa.event.listen(engine, "connect", _sqlite_driver_begins_nothing)
+    sa.event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
 def upgrade(url: str, revision: str = "heads") -> None:
     """Migrate the database at ``url`` to ``revision``. Blocking: run it in a thread."""
     sync_url = sync_driver_url(url)
     _prepare_sqlite_file(sync_url)
     log.info("migrating database to %s", revision)
-    command.upgrade(alembic_config(url), revision)
+    config = alembic_config(url)
+    if make_url(sync_url).get_backend_name() != "sqlite":
+        command.upgrade(config, revision)  # env.py connects: PostgreSQL's DDL is transactional
+        return
+    engine = _sqlite_migration_engine(sync_url)
+    try:
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection  # env.py migrates on it
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
 
 
 async def upgrade_async(url: str, revision: str = "heads") -> None:

@@ -163,6 +163,8 @@ class Cluster(TableBase, table=True):
     serial: str | None = Field(default=None, max_length=64)
     imei: str | None = Field(default=None, max_length=32)
     iccid: str | None = Field(default=None, max_length=32)
+    # -- SIM subscriber number [số thuê bao] for data top-ups (migration fleet_3) --
+    sim_msisdn: str | None = Field(default=None, max_length=16)  # national form, 0xxxxxxxxx
     installed_on: date | None = None
     installed_as: InstalledAs | None = Field(
         default=None, sa_type=enum_column(InstalledAs, "installed_as")

@@ -21,7 +21,15 @@ from sqlmodel import Field
 from ._types import UTCDateTime, enum_column, json_dict, utcnow
 from .models import TableBase
 
-__all__ = ["ApiToken", "AuditEntry", "ProgrammeApproval", "Role", "User", "WebSession"]
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "LoginFailure",
+    "ProgrammeApproval",
+    "Role",
+    "User",
+    "WebSession",
+]
 
 NAME_MAX = 64
 
@@ -113,3 +121,18 @@ class AuditEntry(TableBase, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_type=json_dict())
     ip: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=300)
+
+
+class LoginFailure(TableBase, table=True):
+    """One failed login for one key (``user:NAME`` or ``ip:ADDR``); schema of ``accounts_2``.
+
+    The login throttle counts a key's rows within ``auth.login_window_s`` (a sliding window), so
+    it holds across processes and restarts. Rows leave when they fall out of the window or when
+    the key logs in successfully.
+    """
+
+    __tablename__ = "login_failures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, index=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

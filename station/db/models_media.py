@@ -30,6 +30,9 @@ class Topic(TableBase, table=True):
     title_en: str = ""
     group: str = Field(default="", max_length=16)  # "I" period tasks, "II" thematic tasks
     active: bool = True
+    # -- topic editing (migration upstream_2) --
+    valid_from: date | None = None  # the year / dates the task applies to (None: open)
+    valid_to: date | None = None
 
 
 class MediaTopic(TableBase, table=True):

@@ -2,7 +2,8 @@
 outbox (up), the received bulletins (down), the log of every exchange, and pull cursors.
 
 Same conventions as ``models``: aware UTC datetimes, StrEnum columns with CHECK constraints, no
-ORM relationships. Schema owned by migration ``upstream_1``. See docs/upstream.md.
+ORM relationships. Schema owned by migrations ``upstream_1`` .. ``upstream_3``. See
+docs/upstream.md.
 """
 
 from __future__ import annotations
@@ -82,12 +83,16 @@ class BulletinClass(StrEnum):
 
 class BulletinStatus(StrEnum):
     INBOX = "inbox"  # normal: waiting for the operator
-    PROPOSED = "proposed"  # priority: proposed for the next programme (Playout consumes it)
+    PROPOSED = "proposed"  # priority: the operator places it (upstream/_placement) or declines
     CONFIRM_NEEDED = "confirm_needed"  # emergency: an operator must confirm first
     CONFIRMED = "confirmed"  # emergency: confirmed, the station triggers it on its next tick
     TRIGGERED = "triggered"  # emergency: handed to the station's EmergencyTrigger
     SCHEDULED = "scheduled"  # taken into a programme by the operator / Playout
+    # Set aside without an operator's decline on record. Before migration upstream_3 a decline
+    # was stored here too; the declines it could prove (audit entry or outbox message) moved to
+    # DECLINED, so the rows left here are not declines anyone can vouch for.
     DISMISSED = "dismissed"
+    DECLINED = "declined"  # the operator declined to air it (reported upstream as "declined")
 
 
 class UpstreamBulletin(TableBase, table=True):
@@ -115,6 +120,11 @@ class UpstreamBulletin(TableBase, table=True):
     received_via: str = Field(max_length=16)  # pull | webhook
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     note: str = ""
+    # -- operator decision on a proposed (priority) bulletin (migration upstream_2) --
+    decided_by: str = Field(default="", max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    schedule_ids: list[int] = Field(default_factory=list, sa_type=sa.JSON())  # reassign to change
+    programme_id: int | None = Field(default=None, foreign_key="programmes.id", ondelete="SET NULL")
 
     @property
     def needs_recording(self) -> bool:

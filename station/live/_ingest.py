@@ -67,7 +67,8 @@ class SourceServer:
                 await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEADER_TIMEOUT_S)
+        async with asyncio.timeout(HEADER_TIMEOUT_S):  # keeps a cancellation (see _tasks)
+            head = await reader.readuntil(b"\r\n\r\n")
         if len(head) > MAX_HEADER:
             return await _reply(writer, 431, "Request Header Fields Too Large")
         lines = head.decode("latin-1").split("\r\n")

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fanout import Fanout
+from ._fanout import Batching, Fanout
 from ._ogg import OggPages
 from ._process import BYTES_PER_S, PAGE_SAMPLES, Child, decoder_args, encoder_args
 
@@ -38,6 +38,9 @@ class MountConfig:
     # HTTP listeners get the stream in batches of this much audio: one socket write per batch
     # and listener (the fan-out's CPU is per write); MQTT keeps one message per Ogg page.
     batch_ms: int = 200
+    # With many listeners the batch grows (fan-out at most this many writes/s) up to the max.
+    batch_max_ms: int = 600
+    batch_writes_per_s: int = 2000
 
 
 class Mount:
@@ -45,10 +48,17 @@ class Mount:
         self.name = name
         self.ffmpeg = ffmpeg
         self.config = config
-        self.fanout = Fanout(config.listener_buffer_bytes, config.max_skips)
+        self.fanout = Fanout(
+            config.listener_buffer_bytes,
+            config.max_skips,
+            batching=Batching(config.batch_ms, config.batch_max_ms, config.batch_writes_per_s),
+        )
         self.sinks: list[Sink] = []
         self.source = "none"
         self.state = "starting"  # waiting (no source yet) | on_source | fallback
+        # Set when the mount starts stopping: its loops and its source's end at their next turn
+        # even if a cancellation of theirs was lost (see ``_tasks``).
+        self.stopping = False
         self._on_alert = on_alert
         self._encoder = Child(
             ffmpeg, encoder_args(config.codec, config.bitrate), f"enc-{name}", True
@@ -77,10 +87,13 @@ class Mount:
         ]
 
     async def stop(self) -> None:
+        self.stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._stop_fallback()
+        # EOF first: blocked reading its stdin, ffmpeg ignores SIGTERM (it was killed after 2 s)
+        self._encoder.close_stdin()
         await self._encoder.stop()
         self.fanout.close()
         for sink in self.sinks:
@@ -122,7 +135,7 @@ class Mount:
 
     # ------------------------------------------------------------------ supervision
     async def _supervise(self) -> None:
-        while True:
+        while not self.stopping:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             dead = self._source_seen and now - self._last_pcm >= self.config.dead_after_s
@@ -203,7 +216,7 @@ class Mount:
             batched_ms = (granule - self._batch_started) / 48
         else:  # MP3: from the bitrate
             batched_ms = sum(map(len, self._batch)) * 8 / self._kbps
-        if batched_ms >= self.config.batch_ms * 0.9:
+        if batched_ms >= self.fanout.batch_ms * 0.9:  # grows with the listeners (Batching)
             self.fanout.publish(b"".join(self._batch))
             self._batch.clear()
             self._batch_started = granule if granule >= 0 else 0

@@ -93,22 +93,31 @@ class Child:
             self.proc.stdin.close()
 
     async def stop(self, grace_s: float = 2.0) -> None:
+        """SIGTERM, SIGKILL after ``grace_s``; bounded and cancel-safe (a cancelled stop still
+        kills and reaps ffmpeg), so a mount that stops never leaves a child behind."""
         proc = self.proc
         if proc is None:
             return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), grace_s)
-            except TimeoutError:
+        try:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for may lose a cancellation of
+                # this task that arrives as ffmpeg exits, and a cancelled loop then carries on
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(grace_s):
+                        await proc.wait()
+        finally:
+            if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        if self._stderr_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._stderr_task
-        if proc.stdin is not None:
-            proc.stdin.close()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                await proc.stdin.wait_closed()
+            if self._stderr_task is not None:
+                # EOF once ffmpeg is gone; bounded anyway (a pipe held open elsewhere)
+                await asyncio.wait({self._stderr_task}, timeout=grace_s)
+                self._stderr_task.cancel()
+                await asyncio.gather(self._stderr_task, return_exceptions=True)
+            if proc.stdin is not None:
+                proc.stdin.close()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    await proc.stdin.wait_closed()

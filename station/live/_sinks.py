@@ -7,11 +7,13 @@ import asyncio
 import logging
 import struct
 import time
+from collections.abc import Callable
 
 from devices import MqttError, MqttLink
 
 from ._mount import Mount
 from ._process import Child
+from ._tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +30,26 @@ class MqttSink:
 
     Pages go through a short queue to one publishing task, so a slow broker link drops pages
     (counted in ``dropped``) instead of holding up the encoder and the HTTP listeners.
+    ``active`` says whether to publish now (a scheduled slot with MQTT-only receivers airs the
+    mount, or ``live.mqtt`` publishes every mount): an idle mount sends nothing, and the header
+    pages go first whenever publishing (re)starts, so receivers can decode at once.
+    ``close`` ends the publishing task in bounded time (a cancellation lost in the link's
+    ``publish`` included, see ``_tasks``); it publishes nothing from then on.
     """
 
     QUEUE = 50  # 5 s of pages
 
-    def __init__(self, link: MqttLink, topic: str, mount: Mount) -> None:
+    def __init__(
+        self,
+        link: MqttLink,
+        topic: str,
+        mount: Mount,
+        active: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.link = link
         self.topic = topic
         self.mount = mount
+        self.active = active
         self.seq = 0
         self.sent = 0
         self.failed = 0
@@ -44,6 +58,7 @@ class MqttSink:
         self._headers_at = 0.0
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(self.QUEUE)
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def packet(self, payload: bytes, duration_ms: int, flags: int = 0) -> bytes:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -51,6 +66,12 @@ class MqttSink:
         return header + payload
 
     async def __call__(self, chunk: bytes, granule: int) -> None:
+        if self._closed:
+            return
+        if not self.active():
+            self._headers_at = 0.0  # headers first when it starts again
+            self._granule = 0
+            return
         if self._task is None:
             self._task = asyncio.create_task(self._publish(), name=f"live-mqtt-{self.mount.name}")
         now = time.monotonic()
@@ -68,7 +89,10 @@ class MqttSink:
             self.dropped += 1
 
     async def _publish(self) -> None:
-        while True:
+        # The flag, not only the cancellation, ends the loop: a cancellation that arrives as a
+        # publish completes is lost in the link's wait (Python 3.11), and the queue this loop
+        # would wait on next is never filled again once the mount stops.
+        while not self._closed:
             packet = await self._queue.get()
             if not self.link.is_connected:
                 self.failed += 1
@@ -80,9 +104,11 @@ class MqttSink:
                 self.failed += 1
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop publishing (bounded: see ``cancel_and_wait``). Idempotent."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait([task])
 
 
 class IcecastPush:
@@ -93,8 +119,11 @@ class IcecastPush:
 
     def __init__(self, ffmpeg: str, url: str, mount: Mount, retry_max_s: float = 30.0) -> None:
         fmt = "mp3" if mount.config.codec == "mp3" else "ogg"
+        # ffmpeg's Ogg muxer makes 1 s pages unless told: keep the mount's 100 ms pages so an
+        # Icecast edge adds no second of delay and forwards as often as the station would.
+        paging = ["-page_duration", "100000", "-flush_packets", "1"] if fmt == "ogg" else []
         self.args = ["-f", fmt, "-i", "pipe:0", "-c", "copy", "-content_type", mount.content_type,
-                     "-f", fmt, url]  # fmt: skip
+                     *paging, "-f", fmt, url]  # fmt: skip
         self.ffmpeg = ffmpeg
         self.mount = mount
         self.dropped = 0

@@ -39,7 +39,7 @@ async def run_device(mount: Mount, spec: str, retry_min_s: float, retry_max_s: f
     """Read a device forever; an ended ffmpeg (device unplugged, busy) is restarted with backoff."""
     args = decoder_args(device_input(spec))
     delay = retry_min_s
-    while True:
+    while not mount.stopping:
         child = Child(mount.ffmpeg, args, f"dev-{mount.name}", False)
         await child.start()
         try:
@@ -62,7 +62,7 @@ async def run_relay(
     delay = retry_min_s
     timeout = aiohttp.ClientTimeout(sock_connect=10, sock_read=mount.config.dead_after_s)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        while True:
+        while not mount.stopping:
             try:
                 got_audio = await _relay_once(mount, http, url, on_alert)
             except (aiohttp.ClientError, TimeoutError, NotAudio) as exc:
@@ -98,11 +98,23 @@ async def _relay_once(
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            child.close_stdin()
-            await asyncio.wait({reader}, timeout=2)
-            reader.cancel()
-            await child.stop()
+            await _finish(child, reader)
         return got > 0
+
+
+async def _finish(child: Child, reader: asyncio.Task[None] | None) -> None:
+    """End a decoder fed through stdin: EOF, let it flush its PCM (2 s at most), then stop it.
+    Cancel-safe: cancelled while waiting, the reader is still cancelled and ffmpeg still
+    stopped (killed after its grace period), so a stopping mount leaves no child behind."""
+    child.close_stdin()
+    try:
+        if reader is not None:
+            await asyncio.wait({reader}, timeout=2)
+    finally:
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        await child.stop()
 
 
 class PushFeed:
@@ -115,13 +127,16 @@ class PushFeed:
             mount.ffmpeg, decoder_args(["-i", "pipe:0"]), f"push-{mount.name}", True
         )
         self._reader: asyncio.Task[None] | None = None
+        self.ended = asyncio.Event()  # set by ``close``: the client should be hung up on
 
     async def start(self) -> None:
         await self._child.start()
         self._reader = asyncio.create_task(pump(self._child, self.mount), name=f"push-{self.label}")
 
     async def write(self, data: bytes) -> bool:
-        """False once the decoder is gone (the client should be hung up on)."""
+        """False once the decoder is gone or the feed closed (the client should be hung up on)."""
+        if self.ended.is_set():
+            return False
         try:
             await self._child.write(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -129,9 +144,8 @@ class PushFeed:
         return True
 
     async def close(self) -> None:
-        self._child.close_stdin()
-        if self._reader is not None:
-            await asyncio.wait({self._reader}, timeout=2)
-            self._reader.cancel()
-        await self._child.stop()
-        self.mount.source_lost()
+        self.ended.set()
+        try:
+            await _finish(self._child, self._reader)
+        finally:
+            self.mount.source_lost()

@@ -2,7 +2,8 @@
 
 ``activity_report`` and ``inventory_report`` compute a ``Report`` from the database in short
 sessions; ``render``/``write_report`` export it; ``push_report`` queues it for the Source
-Information System through the upstream outbox.
+Information System through the upstream outbox; ``_cadence`` does that by itself for each
+closed period (config ``upstream.push``). ``_topics`` edits the topic catalogue.
 """
 
 from ._activity import activity_report

@@ -88,9 +88,23 @@ def _charts(report: Report, lang: str) -> list[str]:
         _day_chart(
             label("chart_days", lang), [(str(r["day"]), int(r["plays_ok"] or 0)) for r in days]
         ),
+        # uptime from the status history (the inventory's availability), not plays
         bar_chart(
             label("chart_availability", lang),
-            [(str(r["cluster"]), float(r["success_ratio"] or 0)) for r in clusters],
+            [
+                (str(r["cluster"]), float(r["availability"]))
+                for r in clusters
+                if r["availability"] is not None
+            ],
+            percent=True,
+        ),
+        bar_chart(
+            label("chart_success", lang),
+            [
+                (str(r["cluster"]), float(r["success_ratio"] or 0))
+                for r in clusters
+                if r["plays_requested"]
+            ],
             percent=True,
         ),
     ]

@@ -41,6 +41,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "plays_requested": ("Lượt phát yêu cầu", "Plays requested"),
     "plays_ok": ("Lượt phát thành công", "Successful plays"),
     "plays_on_time": ("Lượt phát đúng giờ", "Plays on time"),
+    "plays_interrupted": ("Lượt phát bị ngắt", "Plays interrupted"),
     "success_ratio": ("Tỷ lệ thành công", "Success ratio"),
     "airtime_ms": ("Thời lượng (ms)", "Airtime (ms)"),
     "hours": ("Số giờ phát", "Hours broadcast"),
@@ -87,8 +88,13 @@ _LABELS: dict[str, tuple[str, str]] = {
     "no": ("Không", "No"),
     "chart_topics": ("Thời lượng theo chủ đề (giờ)", "Airtime by topic (hours)"),
     "chart_days": ("Lượt phát thành công theo ngày", "Successful plays per day"),
-    "chart_availability": ("Tỷ lệ phát thành công theo cụm loa", "Cluster availability"),
+    "chart_availability": (
+        "Tỷ lệ thời gian trực tuyến theo cụm loa",
+        "Cluster availability (time online)",
+    ),
+    "chart_success": ("Tỷ lệ phát thành công theo cụm loa", "Play success ratio by cluster"),
     "generated": ("Lập lúc", "Generated"),
+    "availability": ("Tỷ lệ thời gian trực tuyến", "Availability (time online)"),
 }
 
 

@@ -2,7 +2,10 @@
 
 Up: a durable outbox (``enqueue`` inside your transaction; collectors for schedules, proof of
 play and cluster status) delivered in order by ``OutboxSender``. Down: bulletins by pull and by
-signed webhook into ``BulletinInbox``. Every exchange is a row of ``upstream_exchanges``.
+signed webhook into ``BulletinInbox``; the operator places or declines priority bulletins
+(``_placement``). What the station did with a bulletin goes back up as ``bulletin_status``
+(decisions; an emergency's confirmation, trigger, failure and how many clusters aired it:
+``_bulletin_status``). Every exchange is a row of ``upstream_exchanges``.
 """
 
 from ._http_client import HttpUpstream
@@ -14,7 +17,7 @@ from ._inbox import (
     InboxOutcome,
     RecordingEmergencyTrigger,
 )
-from ._outbox import OutboxSender, backoff_s, enqueue, log_exchange, retry_failed
+from ._outbox import OutboxSender, backoff_s, enqueue, log_exchange, retry_failed, retry_now
 from ._protocol import (
     MESSAGE_KINDS,
     BulletinIn,
@@ -55,6 +58,7 @@ __all__ = [
     "enqueue",
     "log_exchange",
     "retry_failed",
+    "retry_now",
     "sign",
     "upstream_ctx",
     "webhook",

@@ -2,11 +2,13 @@
 
 Each bulletin is validated, then: expired -> ignored and logged; an ``upstream_id`` already
 stored -> ignored (duplicate); otherwise stored with its status decided by its class:
-normal -> ``inbox`` (the operator decides), priority -> ``proposed`` (for the next programme;
-the Playout engine consumes these), emergency -> handed to the station's ``EmergencyTrigger``,
-or ``confirm_needed`` first when ``upstream.emergency_confirm`` is ``always``.
+normal -> ``inbox`` (the operator decides), priority -> ``proposed`` (the operator sees its
+clashes and places or declines it: ``_placement``), emergency -> handed to the station's
+``EmergencyTrigger``, or ``confirm_needed`` first when ``upstream.emergency_confirm`` is ``always``.
 Audio is downloaded (size-limited, content type checked) and ingested through the media
-pipeline; a text-only bulletin waits for a recording.
+pipeline; a text-only bulletin waits for a recording. An emergency that goes on air, or whose
+trigger fails, is reported upstream (``bulletin_status`` ``on_air`` / ``trigger_failed``:
+``_bulletin_status``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel import col, select
 
@@ -26,7 +29,15 @@ from station._services import StationError
 from station.db import BulletinClass, BulletinStatus, UpstreamBulletin
 from station.media import MediaError, MediaRejected
 
-from ._outbox import Sessions, log_exchange
+from ._bulletin_status import (
+    SYSTEM_NAME,
+    TRIGGER_FAILED,
+    record_on_air,
+    status_key,
+    status_payload,
+    unix_ms,
+)
+from ._outbox import Sessions, enqueue, log_exchange
 from ._protocol import BulletinIn, UpstreamAdapter, UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,9 +48,12 @@ TEXT_ONLY_NOTE = "text only: waiting for a recording"
 
 
 class EmergencyTrigger(Protocol):
-    """Airs an emergency bulletin now. Provided by the station (the Playout emergency path)."""
+    """Airs an emergency bulletin now. Provided by the station (the Playout emergency path).
 
-    async def __call__(self, bulletin: UpstreamBulletin) -> None: ...
+    Returns the id of the emergency session it started (reported upstream as ``on_air``), or
+    None: nothing aired that the province can be told about (the fallback below)."""
+
+    async def __call__(self, bulletin: UpstreamBulletin) -> str | None: ...
 
 
 class RecordingEmergencyTrigger:
@@ -86,6 +100,7 @@ class BulletinInbox:
         audio_max_bytes: int = 50 * 1024 * 1024,
         audio_types: Sequence[str] = ("audio/mpeg", "audio/ogg", "application/ogg"),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.adapter = adapter
@@ -95,6 +110,7 @@ class BulletinInbox:
         self.audio_max_bytes = audio_max_bytes
         self.audio_types = tuple(audio_types)
         self.clock = clock
+        self.wake = wake  # the outbox sender's: a status message was queued
 
     async def receive(self, raw: Sequence[Any], via: str) -> InboxOutcome:
         """Store new bulletins (one transaction), then fetch audio and trigger emergencies."""
@@ -196,17 +212,33 @@ class BulletinInbox:
                 error = exc.detail
             except (UpstreamRejected, MediaRejected, MediaError, StationError) as exc:
                 error, final = str(exc)[:500] or type(exc).__name__, True
+        await self._record_audio(row, error, final, media_id)
+        if error:
+            log.warning("audio of bulletin %s not ingested: %s", row.upstream_id, error)
+
+    async def _record_audio(
+        self, row: UpstreamBulletin, error: str, final: bool, media_id: int | None
+    ) -> None:
+        """Count one audio attempt: an UPDATE that adds to ``audio_attempts`` in SQL (a
+        read-add-write could lose a concurrent attempt's count); a final failure lifts it to
+        ``AUDIO_MAX_ATTEMPTS`` so the tick stops retrying. ``row`` gets the stored outcome."""
+        counted = col(UpstreamBulletin.audio_attempts) + 1
+        values: dict[str, Any] = {"audio_error": error, "audio_attempts": counted}
+        if media_id is not None:
+            values["media_id"] = media_id
+        elif final:
+            values["audio_attempts"] = sa.case(
+                (counted < AUDIO_MAX_ATTEMPTS, AUDIO_MAX_ATTEMPTS), else_=counted
+            )
         async with self.sessions() as db:
-            stored = await db.get(UpstreamBulletin, row.id)
-            if stored is None:
-                return
-            stored.audio_attempts += 1
-            stored.audio_error = error
-            if media_id is not None:
-                stored.media_id = media_id
-            elif final:
-                stored.audio_attempts = max(stored.audio_attempts, AUDIO_MAX_ATTEMPTS)
-            db.add(stored)
+            where = col(UpstreamBulletin.id) == row.id
+            changed = await db.exec(sa.update(UpstreamBulletin).where(where).values(values))
+            if changed.rowcount == 0:
+                return  # deleted meanwhile
+            query = select(UpstreamBulletin.audio_attempts, UpstreamBulletin.media_id).where(
+                where
+            )  # the row is ours (write-locked) until commit
+            attempt, stored_media = (await db.exec(query)).one()
             status = "ok" if media_id is not None else ("rejected" if final else "retry")
             log_exchange(
                 db,
@@ -214,13 +246,11 @@ class BulletinInbox:
                 "audio",
                 status,
                 key=row.upstream_id,
-                attempt=stored.audio_attempts,
+                attempt=attempt,
                 error=error,
             )
             await db.commit()
-            row.media_id, row.audio_error = stored.media_id, stored.audio_error
-        if error:
-            log.warning("audio of bulletin %s not ingested: %s", row.upstream_id, error)
+        row.media_id, row.audio_error = stored_media, error
 
     async def _trigger(self, row: UpstreamBulletin) -> None:
         """Hand a confirmed emergency to the trigger: one failure boundary per bulletin."""
@@ -228,19 +258,61 @@ class BulletinInbox:
             await self._note(row, TEXT_ONLY_NOTE, "waiting")  # stays confirmed until recorded
             return
         async with self.sessions() as db:
-            stored = await db.get(UpstreamBulletin, row.id)
-            if stored is None or stored.status != BulletinStatus.CONFIRMED:
+            # One conditional UPDATE: the inbox tick and an operator's confirmation through
+            # the API may both get here for the same bulletin; only one moves it and airs it.
+            where = (col(UpstreamBulletin.id) == row.id) & (
+                col(UpstreamBulletin.status) == BulletinStatus.CONFIRMED
+            )
+            moved = await db.exec(
+                sa.update(UpstreamBulletin).where(where).values(status=BulletinStatus.TRIGGERED)
+            )
+            if moved.rowcount == 0:
                 return
-            stored.status = BulletinStatus.TRIGGERED
-            db.add(stored)
             await db.commit()
-            await db.refresh(stored)
+            stored = await db.get(UpstreamBulletin, row.id, populate_existing=True)
+            if stored is None:
+                return
         try:
-            await self.trigger(stored)
+            emergency_id = await self._call_trigger(stored)
         except Exception as exc:  # contained here: the inbox, pull and webhook carry on
             log.exception("emergency trigger failed for bulletin %s", row.upstream_id)
             detail = f"emergency trigger failed: {exc}"[:500]
-            await self._note(stored, detail, "failed", BulletinStatus.CONFIRM_NEEDED)
+            at = self.clock()
+            report = (
+                status_key(stored.upstream_id, TRIGGER_FAILED, unix_ms(at)),
+                status_payload(
+                    stored.upstream_id,
+                    TRIGGER_FAILED,
+                    at,
+                    SYSTEM_NAME,
+                    {"error": detail, "status": str(BulletinStatus.CONFIRM_NEEDED)},
+                ),
+            )
+            await self._note(stored, detail, "failed", BulletinStatus.CONFIRM_NEEDED, report)
+            return
+        if emergency_id is None:
+            return  # nothing went on air (no emergency path): nothing to report upstream
+        try:
+            reported = await record_on_air(self.sessions, stored, emergency_id, self.clock())
+        except Exception:  # it is on air all the same: the inbox, pull and webhook carry on
+            log.exception(
+                "emergency %s of bulletin %s is on air but could not be reported upstream",
+                emergency_id,
+                row.upstream_id,
+            )
+            return
+        if reported:
+            log.info("emergency bulletin %s on air: %s", stored.upstream_id, emergency_id)
+            self._wake()
+
+    async def _call_trigger(self, bulletin: UpstreamBulletin) -> str | None:
+        """The trigger's emergency session id, if it returned one."""
+        result = await self.trigger(bulletin)
+        return result if isinstance(result, str) and result else None
+
+    def _wake(self) -> None:
+        if self.wake is not None:
+            self.wake()
 
     async def _note(
         self,
@@ -248,7 +320,10 @@ class BulletinInbox:
         note: str,
         outcome: str,
         status: BulletinStatus | None = None,
+        report: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
+        """Write ``note`` (and ``status``) on the bulletin with an exchange entry; ``report``
+        (key, payload) is a ``bulletin_status`` message queued in the same transaction."""
         async with self.sessions() as db:
             stored = await db.get(UpstreamBulletin, row.id)
             if stored is None or (stored.note == note and status is None):
@@ -258,7 +333,22 @@ class BulletinInbox:
                 stored.status = status
             db.add(stored)
             log_exchange(db, "down", "emergency", outcome, key=row.upstream_id, error=note)
+            if report is not None:
+                await enqueue(db, "bulletin_status", *report)
             await db.commit()
+        if report is not None:
+            self._wake()
+
+    async def trigger_now(self, bulletin_id: int) -> UpstreamBulletin | None:
+        """Hand a ``confirmed`` emergency to the trigger now (an operator just confirmed it or
+        attached its recording) instead of at the next tick; returns the row afterwards."""
+        async with self.sessions() as db:
+            row = await db.get(UpstreamBulletin, bulletin_id)
+        if row is None or row.status != BulletinStatus.CONFIRMED:
+            return row
+        await self._trigger(row)
+        async with self.sessions() as db:
+            return await db.get(UpstreamBulletin, bulletin_id)
 
     async def tick(self) -> None:
         """Retry audio that failed transiently; trigger emergencies confirmed by an operator."""

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -44,12 +46,34 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+KEY_LIMIT = 200  # characters of ``upstream_outbox.key`` (and of the Idempotency-Key sent)
+_HASHED_TAIL = 1 + 64  # "~" and a SHA-256 in hex
+
+
+def outbox_key(key: str) -> str:
+    """``key`` itself if it fits in ``KEY_LIMIT``, else its head and the SHA-256 of the whole.
+
+    Keys are built from ids of up to 200 characters themselves (a bulletin's ``upstream_id``
+    in ``bulletin:<id>:<status>``). Cutting them would make different messages share a key,
+    and the upstream system would then count only one of them; refusing them would leave a
+    valid bulletin undecidable. The hash keeps one key per message: the same long key always
+    maps to the same bounded one (de-duplication holds), different ones to different keys.
+    """
+    if len(key) <= KEY_LIMIT:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: KEY_LIMIT - _HASHED_TAIL]}~{digest}"
+
+
 async def enqueue(db: AsyncSession, kind: str, key: str, payload: dict[str, Any]) -> bool:
-    """Add an outbox row in ``db``'s transaction (the caller commits). False if the key exists."""
+    """Add an outbox row in ``db``'s transaction (the caller commits). False if the key exists.
+
+    A key longer than ``KEY_LIMIT`` is stored bounded (``outbox_key``)."""
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown upstream message kind {kind!r}")
-    if not key or len(key) > 200:
-        raise ValueError("an idempotency key is 1-200 characters")
+    if not key:
+        raise ValueError("an idempotency key cannot be empty")
+    key = outbox_key(key)
     existing = await db.exec(select(OutboxMessage.id).where(OutboxMessage.key == key))
     if existing.first() is not None:
         return False
@@ -129,14 +153,15 @@ class OutboxSender:
             if wait_s > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await self._wake.wait()
 
     async def step(self) -> float:
         """Try the head of the queue once; return how long to wait before the next step."""
         async with self.sessions() as db:
             query = (
                 select(OutboxMessage)
-                .where(OutboxMessage.status == OutboxStatus.PENDING)
+                .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
                 .order_by(col(OutboxMessage.id))
                 .limit(1)
             )
@@ -164,38 +189,50 @@ class OutboxSender:
                 delay,
                 exc.detail,
             )
-            await self._finish(row.id, "retry", attempt, exc, timedelta(seconds=delay))
+            await self._finish(row, "retry", attempt, exc, timedelta(seconds=delay))
             return
         except UpstreamRejected as exc:
             log.error("upstream refused %s (%s); marked failed", row.key, exc.detail)
-            await self._finish(row.id, "failed", attempt, exc)
+            await self._finish(row, "failed", attempt, exc)
             return
         self.delivered += 1
-        await self._finish(row.id, "ok" if accepted else "duplicate", attempt, None)
+        await self._finish(row, "ok" if accepted else "duplicate", attempt, None)
 
     async def _finish(
         self,
-        row_id: int,
+        row: OutboxMessage,
         outcome: str,
         attempt: int,
         exc: UpstreamUnavailable | UpstreamRejected | None,
         delay: timedelta | None = None,
     ) -> None:
+        """Record an attempt with one conditional UPDATE: only a row still pending changes
+        (an operator may have changed it meanwhile), and ``attempts`` is counted in SQL, not
+        written back from the value read before the push."""
+        http_status = exc.http_status if exc is not None else None
+        error = exc.detail if exc is not None else ""
+        values: dict[str, Any] = {
+            "attempts": col(OutboxMessage.attempts) + 1,
+            "http_status": http_status,
+            "last_error": error,
+        }
+        if outcome in ("ok", "duplicate"):
+            values |= {"status": OutboxStatus.SENT, "sent_at": self.clock()}
+        elif outcome == "failed":
+            values["status"] = OutboxStatus.FAILED
+        else:
+            values["next_attempt_at"] = self.clock() + (delay or timedelta())
         async with self.sessions() as db:
-            row = await db.get(OutboxMessage, row_id)
-            if row is None or row.status != OutboxStatus.PENDING:
+            changed = await db.exec(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                )
+                .values(values)
+            )
+            if changed.rowcount == 0:
                 return  # changed by an operator meanwhile
-            row.attempts = attempt
-            row.http_status = exc.http_status if exc is not None else None
-            row.last_error = exc.detail if exc is not None else ""
-            if outcome in ("ok", "duplicate"):
-                row.status = OutboxStatus.SENT
-                row.sent_at = self.clock()
-            elif outcome == "failed":
-                row.status = OutboxStatus.FAILED
-            else:
-                row.next_attempt_at = self.clock() + (delay or timedelta())
-            db.add(row)
             log_exchange(
                 db,
                 "up",
@@ -203,23 +240,46 @@ class OutboxSender:
                 outcome,
                 key=row.key,
                 attempt=attempt,
-                http_status=row.http_status,
-                error=row.last_error,
+                http_status=http_status,
+                error=error,
             )
             await db.commit()
 
 
 async def retry_failed(sessions: Sessions, ids: list[int] | None = None) -> int:
-    """Put failed rows (all, or the given ids) back in the queue; returns how many."""
+    """Put failed rows (all, or the given ids) back in the queue; returns how many.
+
+    One UPDATE of the rows failed at that moment, so a row the sender changes meanwhile is
+    not written back from a stale read."""
+    query = (
+        update(OutboxMessage)
+        .where(col(OutboxMessage.status) == OutboxStatus.FAILED)
+        .values(status=OutboxStatus.PENDING, next_attempt_at=_utcnow(), attempts=0)
+    )
+    if ids:
+        query = query.where(col(OutboxMessage.id).in_(ids))
     async with sessions() as db:
-        query = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED)
-        if ids:
-            query = query.where(col(OutboxMessage.id).in_(ids))
-        rows = list((await db.exec(query)).all())
-        for row in rows:
-            row.status = OutboxStatus.PENDING
-            row.next_attempt_at = _utcnow()
-            row.attempts = 0
-            db.add(row)
+        changed = await db.exec(query)
         await db.commit()
-        return len(rows)
+        return int(changed.rowcount)
+
+
+async def retry_now(sessions: Sessions, ids: list[int] | None = None) -> tuple[int, int]:
+    """An operator's "retry now": failed rows go back in the queue (``retry_failed``) and
+    pending rows waiting out a backoff become due at once. Returns (re-queued, hastened)."""
+    requeued = await retry_failed(sessions, ids)
+    now = _utcnow()
+    query = (
+        update(OutboxMessage)
+        .where(
+            col(OutboxMessage.status) == OutboxStatus.PENDING,
+            col(OutboxMessage.next_attempt_at) > now,
+        )
+        .values(next_attempt_at=now)
+    )
+    if ids:
+        query = query.where(col(OutboxMessage.id).in_(ids))
+    async with sessions() as db:
+        changed = await db.exec(query)
+        await db.commit()
+        return requeued, int(changed.rowcount)

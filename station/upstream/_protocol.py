@@ -24,7 +24,7 @@ __all__ = [
     "UpstreamUnavailable",
 ]
 
-MESSAGE_KINDS = ("schedule", "proof_of_play", "cluster_status", "report")
+MESSAGE_KINDS = ("schedule", "proof_of_play", "cluster_status", "report", "bulletin_status")
 SCHEMA_VERSION = 1
 
 

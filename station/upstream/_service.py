@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,15 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from station import _keys as keys
-from station.config import UpstreamSection
-from station.db import UpstreamCursor
+from station.config import Settings, UpstreamSection
+from station.db import UpstreamBulletin, UpstreamCursor
 
+from ._bulletin_status import collect_aired
 from ._collect import collect_cluster_status, collect_plays, collect_schedules
 from ._http_client import HttpUpstream
 from ._inbox import BulletinInbox, EmergencyTrigger, RecordingEmergencyTrigger
 from ._outbox import OutboxSender, Sessions, log_exchange
+from ._placement import auto_place_due
 from ._protocol import UpstreamAdapter, UpstreamRejected, UpstreamUnavailable
 from ._webhook import (
     MAX_BODY,
@@ -37,6 +39,7 @@ from ._webhook import (
 log = logging.getLogger(__name__)
 
 BULLETIN_CURSOR = "bulletins"
+AUTO_PLACE_CHECK_S = 60.0  # how often unattended priority bulletins are looked for
 
 
 @dataclass
@@ -50,14 +53,70 @@ class Upstream:
     inbox: BulletinInbox
     guard: WebhookGuard | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tz: tzinfo = UTC  # the station's time zone: report periods are local days
+    on_time_ms: int = 500
+    station_settings: Settings | None = None  # placement needs quotas, playout, time zone
+    # Called after the station placed bulletins itself (the app: reconcile the dispatcher).
+    on_scheduled: Callable[[], Awaitable[None]] | None = None
+
+    async def auto_place(self, now: datetime | None = None) -> list[UpstreamBulletin]:
+        """Place the priority bulletins no operator decided on in time (``_placement``)."""
+        if self.station_settings is None:
+            return []
+        placed = await auto_place_due(self.sessions, self.station_settings, now)
+        for row in placed:
+            log.warning(
+                "priority bulletin %s placed by the station: no operator decided within %s min",
+                row.upstream_id,
+                self.settings.auto_place_priority_after_min,
+            )
+        if placed:
+            if self.on_scheduled is not None:
+                await self.on_scheduled()
+            if self.sender is not None:
+                self.sender.wake()
+        return placed
+
+    async def _auto_place_tick(self) -> None:
+        try:
+            await self.auto_place()
+        except (OperationalError, IntegrityError):
+            raise  # _every logs these and tries again
+        except Exception:  # one bad bulletin must not stop the others' placement for good
+            log.exception("upstream auto-placement failed; next run later")
+
+    async def push_reports(self, now: datetime | None = None) -> list[str]:
+        """Queue the reports due by the cadence (``upstream.push``); returns the keys queued."""
+        from station.reports._cadence import push_due_reports  # reports import this package
+
+        keys_ = await push_due_reports(
+            self.sessions,
+            self.settings.push,
+            self.tz,
+            now or datetime.now(UTC),
+            on_time_ms=self.on_time_ms,
+        )
+        if keys_ and self.sender is not None:
+            self.sender.wake()
+        return keys_
+
+    async def _reports_tick(self) -> None:
+        try:
+            await self.push_reports()
+        except (OperationalError, IntegrityError):
+            raise  # _every logs these and tries again
+        except Exception:  # a report that cannot be built must not stop the cadence
+            log.exception("upstream reports: a due report was not queued; next check later")
 
     async def collect(self, now: datetime | None = None) -> int:
-        """Run every collector once; returns the rows added."""
+        """Run every collector once; returns the rows added. Besides schedules and proof of
+        play: ``aired`` for the emergency bulletins whose session is over (once each)."""
         now = now or datetime.now(UTC)
         window = timedelta(hours=self.settings.collect_window_h)
         after = timedelta(seconds=self.settings.play_report_after_s)
         added = await collect_schedules(self.sessions, now, window)
         added += await collect_plays(self.sessions, now, window, after)
+        added += await collect_aired(self.sessions, now, window, after)
         if self.sender is not None:
             self.sender.wake()
         return added
@@ -161,11 +220,29 @@ def build_upstream(app: web.Application, adapter: UpstreamAdapter | None) -> Ups
         confirm_emergency=cfg.emergency_confirm == "always",
         audio_max_bytes=cfg.audio_max_mb * 1024 * 1024,
         audio_types=cfg.audio_content_types,
+        wake=sender.wake if sender is not None else None,
     )
     guard = None
     if cfg.webhook_secret is not None:
         guard = WebhookGuard(cfg.webhook_secret.get_secret_value(), cfg.webhook_tolerance_s)
-    return Upstream(cfg, sessions, adapter, sender, inbox, guard)
+
+    async def reconcile() -> None:
+        dispatcher = app.get(keys.DISPATCHER)
+        if dispatcher is not None:
+            await dispatcher.reconcile()
+
+    return Upstream(
+        cfg,
+        sessions,
+        adapter,
+        sender,
+        inbox,
+        guard,
+        tz=settings.station.tzinfo,
+        on_time_ms=settings.metrics.on_time_ms,
+        station_settings=settings,
+        on_scheduled=reconcile,
+    )
 
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -198,6 +275,10 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
                     _every(cfg.status_interval_s, "status", upstream.collect_status),
                     name="upstream-status",
                 ),
+                asyncio.create_task(
+                    _every(cfg.push.check_interval_s, "reports", upstream._reports_tick),
+                    name="upstream-reports",
+                ),
             ]
             if cfg.pull:
                 upstream.tasks.append(
@@ -210,6 +291,13 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
                 _every(cfg.pull_interval_s, "inbox", upstream.inbox.tick), name="upstream-inbox"
             )
         )
+        if cfg.auto_place_priority_after_min:
+            upstream.tasks.append(
+                asyncio.create_task(
+                    _every(AUTO_PLACE_CHECK_S, "auto-place", upstream._auto_place_tick),
+                    name="upstream-auto-place",
+                )
+            )
         for task in upstream.tasks:
             task.add_done_callback(_log_crash)
         try:

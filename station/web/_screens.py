@@ -40,8 +40,14 @@ SCREENS: tuple[Screen, ...] = (
     _screen("live", Permission.LIVE),
     _screen("emergency", Permission.EMERGENCY),
     _screen("clusters"),
+    # villages & zones, CSV import: their titles live under their own catalogue prefixes
+    Screen("villages", "villages.title", Permission.READ, "villages.html", "villages.js"),
+    Screen("import", "import.title", Permission.CLUSTERS_WRITE, "import.html", "import.js"),
     _screen("plays"),
     _screen("reports"),
+    # upstream bulletins, topic catalogue: titles under their own catalogue prefixes
+    Screen("bulletins", "bulletins.title", Permission.READ, "bulletins.html", "bulletins.js"),
+    Screen("topics", "topics.title", Permission.READ, "topics.html", "topics.js"),
     _screen("audit", Permission.AUDIT_READ),
     _screen("users", Permission.USERS_MANAGE),
 )

@@ -267,3 +267,61 @@ async def test_mqtt_stream_counts_packets_or_is_unsupported(probe: Probe, clock:
         await asyncio.sleep(0.05)
     finished = await probe.event("playback_finished", cmd.session_id, timeout=10)
     assert finished.packets == 10 and finished.bytes_downloaded == 1200
+
+
+async def test_rank_breaks_priority_ties_and_equal_ranks_go_to_the_newcomer(
+    probe: Probe, media: MediaServer, clock: Clock
+) -> None:
+    """v1.2: at equal priority the higher ``rank`` plays (the station's timeline order); at
+    equal rank the newcomer wins (same-priority emergencies: the newest, no stuck microphone)."""
+    first = _play(clock, media, in_s=0.5, rank=1, items=[media.ref(duration_ms=30_000)])
+    probe.send(first)
+    await probe.event("playback_started", first.session_id, timeout=10)
+    lower = _play(clock, media, in_s=0.5, rank=0)
+    probe.send(lower)
+    refused = await probe.event("playback_interrupted", lower.session_id, timeout=10)
+    assert refused.code == "busy" and refused.played_ms == 0
+    assert "playback_interrupted" not in probe.events(first.session_id)  # still on air
+    higher = _play(clock, media, in_s=0.5, rank=2, items=[media.ref(duration_ms=30_000)])
+    probe.send(higher)
+    await probe.event("playback_started", higher.session_id, timeout=10)
+    cut = await probe.event("playback_interrupted", first.session_id)
+    assert cut.interrupted_by == higher.session_id and cut.code is None
+    newest = _play(clock, media, in_s=0.5, rank=2, items=[media.ref(duration_ms=1_000)])
+    probe.send(newest)
+    await probe.event("playback_started", newest.session_id, timeout=10)
+    replaced = await probe.event("playback_interrupted", higher.session_id)
+    assert replaced.interrupted_by == newest.session_id
+
+
+async def test_held_sessions_follow_the_rank(
+    probe: Probe, media: MediaServer, clock: Clock
+) -> None:
+    """The rank travels with a held session, so a cluster whose link is down at start still
+    keeps the session the station ranked first on air (the other is refused ``busy``)."""
+    start = clock.now() + timedelta(seconds=1.5)
+    first = SessionSpec(
+        session_id=clock.session("first"),
+        start_at=start,
+        expires_at=clock.expiry(),
+        items=[media.ref(duration_ms=3_000)],
+        rank=1,
+    )
+    later = first.model_copy(
+        update={
+            "session_id": clock.session("later"),
+            "start_at": start + timedelta(seconds=1),
+            "items": [media.ref(duration_ms=1_000)],
+            "rank": 0,
+        }
+    )
+    schedule = ScheduleCommand(
+        id=clock.cmd_id("schedule"), issued_at=clock.now(), expires_at=clock.expiry(),
+        sessions=[first, later],
+    )  # fmt: skip
+    probe.send(schedule)
+    assert (await probe.ack(schedule.id)).ok
+    refused = await probe.event("playback_interrupted", later.session_id, timeout=10)
+    assert refused.code == "busy" and refused.played_ms == 0
+    done = await probe.event("playback_finished", first.session_id, timeout=10)
+    assert done.played_ms == 3_000

@@ -6,6 +6,7 @@ from .._framework import ApiRouter
 from . import (
     audit,
     auth,
+    bulletins,
     clusters,
     console,
     emergency,
@@ -16,7 +17,10 @@ from . import (
     programmes,
     reports,
     schedules,
+    topics,
+    upstream,
     users,
+    villages,
 )
 
 ROUTERS: list[ApiRouter] = [
@@ -24,6 +28,7 @@ ROUTERS: list[ApiRouter] = [
     users.router,
     clusters.router,
     fleet.router,  # the cluster registry (station/_registry)
+    villages.router,  # villages, zones, coverage, CSV import (station/_registry_import)
     media.router,
     programmes.router,
     schedules.router,
@@ -32,7 +37,10 @@ ROUTERS: list[ApiRouter] = [
     console.router,  # the web console's summaries (station/web)
     live.router,  # live and relay mounts (station/live)
     reports.router,  # activity and inventory reports (station/reports)
+    topics.router,  # the topic catalogue, editable (station/reports/_topics)
+    bulletins.router,  # priority bulletins from upstream (station/upstream/_placement)
     emergency.router,  # emergency broadcasts (station/_emergency)
+    upstream.router,  # the Source Information System link: exchange log, outbox (station/upstream)
 ]
 
 __all__ = ["ROUTERS"]

@@ -23,9 +23,15 @@ def sessions_of(call: Call) -> Sessions:
     return call.app[keys.SESSIONS]
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, f"no such {what}")
+def not_found(what: str, **params: object) -> ApiError:
+    """404 ``{what}_not_found`` (e.g. ``media_item_not_found``) with the ids in ``params``."""
+    code = what.replace(" ", "_") + "_not_found"
+    return ApiError(404, f"no such {what}", code=code, params=params)
 
 
 def refused(exc: StationError, status: int = 422) -> ApiError:
-    return ApiError(status, str(exc), title="Refused")
+    """A domain refusal with its ``code`` and parameters (ids, names) for the console."""
+    params = getattr(exc, "params", None)
+    return ApiError(
+        status, str(exc), title="Refused", code=getattr(exc, "code", None), params=params
+    )

@@ -8,9 +8,17 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
+from station import _keys as keys
 from station.db import ApiToken, Role, User
 
-from .._accounts import AccountError, create_token, find_user, revoke_token, set_password
+from .._accounts import (
+    AccountError,
+    DbLoginThrottle,
+    create_token,
+    find_user,
+    revoke_token,
+    set_password,
+)
 from .._audit import audit
 from .._auth import (
     Principal,
@@ -25,7 +33,6 @@ from .._paging import paginate
 from .._problems import ApiError, field_error
 from .._roles import Permission, permissions_of
 from .._secrets import verify_password
-from .._state import THROTTLE
 from ._common import Id, sessions_of
 
 router = ApiRouter("auth", "Sessions for the console, API tokens for scripts")
@@ -56,6 +63,18 @@ class PasswordChange(BaseModel):
     new_password: str = Field(min_length=1, max_length=256)
 
 
+def _throttle(call: Call) -> DbLoginThrottle:
+    """The login throttle: failures live in the database (every process, across restarts)."""
+    auth = call.app[keys.SETTINGS].auth
+    return DbLoginThrottle(
+        sessions_of(call),
+        max_failures=auth.login_max_failures,
+        window_s=auth.login_window_s,
+        lockout_s=auth.login_lockout_s,
+        backoff_max_s=auth.login_backoff_max_s,
+    )
+
+
 def _me(p: Principal, expires_at: datetime | None = None) -> Me:
     return Me(
         user_id=p.user_id,
@@ -80,26 +99,28 @@ def _me(p: Principal, expires_at: datetime | None = None) -> Me:
 async def login(call: Call, body: Login) -> web.StreamResponse:
     """Sets the session cookie and returns the CSRF token. Failed tries are throttled per
     username and per client address (429 with Retry-After)."""
-    throttle = call.app[THROTTLE]
+    throttle = _throttle(call)
     name = body.username.strip().lower()
     keys_ = (f"user:{name}", f"ip:{client_ip(call.request)}")
-    wait = throttle.retry_after(keys_)
+    wait = await throttle.retry_after(keys_)
     if wait:
-        await audit(call, "login.throttled", f"user:{name}")
+        await audit(call, "login.throttled", f"user:{name}", {"retry_after_s": wait})
         raise ApiError(
             429,
             f"too many failed logins: wait {wait} s",
             title="Too Many Requests",
+            code="login_throttled",
             headers={"Retry-After": str(wait)},
+            retry_after_s=wait,
         )
     user = await find_user(sessions_of(call), name)
     ok = await verify_password(user.password_hash if user else None, body.password)
     if not ok or user is None or user.disabled or user.id is None:
-        throttle.failed(keys_)
+        await throttle.failed(keys_)
         reason = "disabled" if ok else "bad credentials"
         await audit(call, "login.failed", f"user:{name}", {"reason": reason})
-        raise ApiError(401, "wrong username or password", title="Unauthorized")
-    throttle.succeeded(keys_)
+        raise ApiError(401, "wrong username or password", title="Unauthorized", code="login_wrong")
+    await throttle.succeeded(keys_)
     token, csrf, expires = await start_session(call.request, user)
     call.principal = Principal(
         user_id=user.id,
@@ -152,23 +173,33 @@ async def me(call: Call) -> Me:
 async def change_password(call: Call, body: PasswordChange) -> None:
     """Needs the current password; ends every session of the user (log in again)."""
     if call.user.via == "token":
-        raise ApiError(403, "log in to change your password (not with an API token)")
+        raise ApiError(
+            403,
+            "log in to change your password (not with an API token)",
+            code="password_change_needs_session",
+        )
     sessions = sessions_of(call)
-    throttle = call.app[THROTTLE]
-    keys_ = (f"user:{call.user.username}",)
-    wait = throttle.retry_after(keys_)
+    throttle = _throttle(call)
+    keys_ = (f"password:{call.user.username}",)
+    wait = await throttle.retry_after(keys_)
     if wait:
-        raise ApiError(429, f"wait {wait} s", headers={"Retry-After": str(wait)})
+        raise ApiError(
+            429,
+            f"wait {wait} s",
+            code="login_throttled",
+            headers={"Retry-After": str(wait)},
+            retry_after_s=wait,
+        )
     async with sessions() as db:
         user = await db.get(User, call.user.user_id)
     if user is None or not await verify_password(user.password_hash, body.current_password):
-        throttle.failed(keys_)
+        await throttle.failed(keys_)
         await audit(call, "password.change_failed", f"user:{call.user.username}")
-        raise field_error("current_password", "wrong password", status=403)
+        raise field_error("current_password", "wrong password", status=403, code="password_wrong")
     try:
         await set_password(sessions, call.user.user_id, body.new_password)
     except AccountError as exc:
-        raise field_error("new_password", exc.message) from None
+        raise field_error("new_password", exc.message, code=exc.code, params=exc.params) from None
     await end_sessions_of(call.request, call.user.user_id)
     await audit(call, "password.change", f"user:{call.user.username}")
 
@@ -215,7 +246,7 @@ def _token_out(t: ApiToken) -> TokenOut:
 async def list_tokens(call: Call, query: TokenQuery) -> Page[TokenOut]:
     owner = query.user_id or call.user.user_id
     if owner != call.user.user_id and not call.user.can(Permission.USERS_MANAGE):
-        raise ApiError(403, "only admins see other users' tokens")
+        raise ApiError(403, "only admins see other users' tokens", code="tokens_admin_only")
     stmt = select(ApiToken).where(ApiToken.user_id == owner).order_by(col(ApiToken.id))
     if not query.include_revoked:
         stmt = stmt.where(col(ApiToken.revoked_at).is_(None))
@@ -233,14 +264,16 @@ async def list_tokens(call: Call, query: TokenQuery) -> Page[TokenOut]:
 )
 async def create_api_token(call: Call, body: TokenCreate) -> TokenCreated:
     if call.user.via == "token":
-        raise ApiError(403, "log in to create tokens (a token cannot mint tokens)")
+        raise ApiError(
+            403, "log in to create tokens (a token cannot mint tokens)", code="token_needs_session"
+        )
     async with sessions_of(call)() as db:
         user = await db.get(User, call.user.user_id)
     assert user is not None
     try:
         token, secret = await create_token(sessions_of(call), user, body.name, body.role)
     except AccountError as exc:
-        raise field_error(exc.field, exc.message) from None
+        raise field_error(exc.field, exc.message, code=exc.code, params=exc.params) from None
     await audit(call, "token.create", f"token:{token.id}", {"name": token.name, "role": token.role})
     return TokenCreated(**_token_out(token).model_dump(), token=secret)
 
@@ -257,6 +290,7 @@ async def revoke_api_token(call: Call) -> None:
     if token is None or (
         token.user_id != call.user.user_id and not call.user.can(Permission.USERS_MANAGE)
     ):
-        raise ApiError(404, "no such token")
+        raise ApiError(404, "no such token", code="token_not_found")
+
     await revoke_token(sessions_of(call), token_id)
     await audit(call, "token.revoke", f"token:{token_id}")

@@ -67,7 +67,8 @@ class NextUp(BaseModel):
 
 class AlertOut(BaseModel):
     id: int
-    cluster_id: str
+    cluster_id: str | None = Field(description="the cluster's alert; else ``mount``'s")
+    mount: str | None = Field(default=None, description="a live mount's alert (docs/live.md)")
     kind: str
     code: str
     detail: str
@@ -147,7 +148,8 @@ async def dashboard(call: Call) -> Dashboard:
     airing = {o.cluster_id for o in on_air}
     alert_counts: dict[str, int] = {}
     for a in alerts:
-        alert_counts[a.cluster_id] = alert_counts.get(a.cluster_id, 0) + 1
+        if a.cluster_id is not None:  # else a live mount's (docs/live.md)
+            alert_counts[a.cluster_id] = alert_counts.get(a.cluster_id, 0) + 1
     online = sum(1 for c in clusters if c.online)
     return Dashboard(
         now=now,
@@ -173,6 +175,7 @@ async def dashboard(call: Call) -> Dashboard:
             AlertOut(
                 id=a.id or 0,
                 cluster_id=a.cluster_id,
+                mount=a.mount,
                 kind=str(a.kind),
                 code=a.code,
                 detail=a.detail,

@@ -182,9 +182,11 @@ async def start_emergency_broadcast(call: Call, body: EmergencyStart) -> Emergen
     sessions = sessions_of(call)
     if sum((body.media_id is not None, body.relay_url is not None, body.live)) != 1:
         field = "live" if body.live else "relay_url" if body.relay_url else "media_id"
-        raise field_error(field, "give exactly one of media_id, relay_url or live=true")
-    if body.live and not settings.playout.live_url:
-        raise field_error("live", "the station has no playout.live_url")
+        raise field_error(
+            field,
+            "give exactly one of media_id, relay_url or live=true",
+            code="emergency_source_one",
+        )
     second = await confirm_second_person(
         sessions, settings, call.user, body.second_username, body.second_password
     )
@@ -206,9 +208,9 @@ async def start_emergency_broadcast(call: Call, body: EmergencyStart) -> Emergen
     except StationError as exc:
         message = str(exc)
         if "media item" in message:
-            raise field_error("media_id", message) from None
+            raise field_error("media_id", message, code=exc.code, params=exc.params) from None
         if "target" in message or "unknown" in message:
-            raise field_error("targets", message) from None
+            raise field_error("targets", message, code=exc.code, params=exc.params) from None
         raise refused(exc) from None
     _poke(call)
     details: dict[str, Any] = {
@@ -234,10 +236,13 @@ async def start_emergency_broadcast(call: Call, body: EmergencyStart) -> Emergen
 async def stop_emergency_broadcast(call: Call) -> None:
     emergency_id = call.path_str("emergency_id")
     if len(emergency_id) > 64 or "\x00" in emergency_id:
-        raise ApiError(404, "no such emergency")
+        raise ApiError(404, "no such emergency", code="emergency_not_found")
     try:
         await stop_emergency(sessions_of(call), call.user.username, emergency_id)
     except StationError as exc:
-        raise ApiError(404, str(exc)) from None
+        raise ApiError(
+            404, str(exc), code="emergency_not_found", emergency_id=emergency_id
+        ) from None
+
     _poke(call)
     await audit(call, "emergency.stop", f"emergency:{emergency_id}")

@@ -1,15 +1,15 @@
-"""Proof of play [nhật ký phát] and station counters."""
+"""Proof of play [nhật ký phát], station counters and the clusters' data use per day."""
 
 from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime, time, timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, func, select
 
 from station import _keys as keys
-from station.db import Cluster, PlayRecord, PlayRecordStatus
+from station.db import Cluster, DataUse, PlayRecord, PlayRecordStatus
 
 from .._framework import ApiRouter, Call, ListQuery, Page
 from .._paging import paginate
@@ -102,4 +102,49 @@ async def stats(call: Call) -> Stats:
         sessions_dispatched=call.app[keys.DISPATCHER].dispatched,
         media_bytes_served=dict(call.app[keys.DELIVERY].meter.served),
         media_links_refused=dict(call.app[keys.DELIVERY].rejected),
+    )
+
+
+class DataUseQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: int = Field(default=7, ge=1, le=366, description="this many days up to today")
+    cluster_id: ClusterId | None = None
+
+
+class DataUseRow(BaseModel):
+    cluster_id: str
+    day: dt.date
+    bytes: int
+
+
+class DataUseOut(BaseModel):
+    since: dt.date = Field(description="first day counted, station time zone")
+    days: int
+    rows: list[DataUseRow] = Field(description="per cluster and day, by cluster then day")
+    clusters: dict[str, int] = Field(description="bytes per cluster over the whole period")
+    total_bytes: int
+
+
+@router.get("/data-use", summary="Bytes each cluster downloaded per day (loaxa data-use)",
+            permission=Permission.READ, query=DataUseQuery, response=DataUseOut)  # fmt: skip
+async def data_use(call: Call, query: DataUseQuery) -> DataUseOut:
+    """From the clusters' heartbeat byte counters (what the SIM is billed for, roughly), per
+    day in the station's time zone; today's row grows during the day."""
+    today = datetime.now(call.app[keys.SETTINGS].station.tzinfo).date()
+    since = today - timedelta(days=query.days - 1)
+    stmt = select(DataUse).where(col(DataUse.day) >= since)
+    if query.cluster_id is not None:
+        stmt = stmt.where(DataUse.cluster_id == query.cluster_id)
+    async with sessions_of(call)() as db:
+        found = (await db.exec(stmt.order_by(col(DataUse.cluster_id), col(DataUse.day)))).all()
+    rows = [DataUseRow(cluster_id=r.cluster_id, day=r.day, bytes=r.bytes) for r in found]
+    per_cluster: dict[str, int] = {}
+    for row in rows:
+        per_cluster[row.cluster_id] = per_cluster.get(row.cluster_id, 0) + row.bytes
+    return DataUseOut(
+        since=since,
+        days=query.days,
+        rows=rows,
+        clusters=per_cluster,
+        total_bytes=sum(per_cluster.values()),
     )

@@ -37,7 +37,8 @@ async def _download(call: Call, kind: str, query: ReportQuery) -> web.StreamResp
     try:
         period = choose_period(query.period, query.from_, query.to)
     except ValueError as exc:
-        raise field_error("period", str(exc)) from None
+        raise field_error("period", str(exc), code="report_period_invalid") from None
+
     settings = call.app[keys.SETTINGS]
     report = await build_report(
         sessions_of(call),

@@ -120,7 +120,9 @@ async def create_user_endpoint(call: Call, body: UserCreate) -> UserCreated:
             must_change_password=body.password is None,
         )
     except AccountError as exc:
-        raise field_error(exc.field, exc.message, status=exc.status) from None
+        raise field_error(
+            exc.field, exc.message, status=exc.status, code=exc.code, params=exc.params
+        ) from None
     await audit(call, "user.create", f"user:{user.username}", {"role": user.role})
     return UserCreated(**_out(user).model_dump(), password=generated)
 
@@ -158,7 +160,10 @@ async def patch_user(call: Call, body: UserPatch) -> Reply:
         for key, value in changes.items():
             setattr(user, key, value)
         if was_admin and (user.role != Role.ADMIN or user.disabled) and await count_admins(db) < 1:
-            raise ApiError(409, "the last active admin cannot be demoted or disabled")
+            raise ApiError(
+                409, "the last active admin cannot be demoted or disabled", code="last_admin"
+            )
+
         user.version += 1
         db.add(user)
         audit_in(db, call, "user.update", f"user:{user.username}", changes)

@@ -5,6 +5,11 @@ document.addEventListener("DOMContentLoaded", () => {
   const $ = (id) => document.getElementById(id);
   const PAGE = 100;
   let offset = 0;
+  // An action in the reader's words, its code after it (what the filter and the CSV use).
+  const said = (action) => {
+    const key = "audit.do." + action;
+    return LX.t(key) === key ? "" : LX.el("span", { class: "audit-said" }, LX.t(key));
+  };
 
   function filters() {
     const params = new URLSearchParams();
@@ -35,7 +40,7 @@ document.addEventListener("DOMContentLoaded", () => {
       body.append(LX.el("tr", { "data-action": e.action },
         LX.el("td", { "data-label": LX.t("audit.at") }, LX.fmt(e.at)),
         LX.el("td", { "data-label": LX.t("audit.actor") }, e.actor),
-        LX.el("td", { "data-label": LX.t("audit.action") }, LX.el("code", {}, e.action)),
+        LX.el("td", { "data-label": LX.t("audit.action") }, said(e.action), LX.el("code", { class: "small" }, e.action)),
         LX.el("td", { "data-label": LX.t("audit.target") }, e.target),
         LX.el("td", { "data-label": LX.t("audit.details"), class: "small" }, details),
         LX.el("td", { "data-label": LX.t("audit.ip"), class: "small" }, e.ip)));

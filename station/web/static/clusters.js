@@ -1,5 +1,6 @@
 /* Clusters: village grid and SVG village map, open alerts, list with filters, register (the
-   provisioning bundle shown once), replace / retire / move / identify. */
+   provisioning bundle shown once), replace / retire / move / identify, reissue the password
+   (a new bundle, shown once), edit name / SIM number / hardware / location (If-Match). */
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const LX = window.LX;
@@ -8,7 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const stateOf = (c) => (c.status === "faulty" ? "faulty" : c.online ? "online"
     : (c.status === "registered" || c.status === "provisioned") ? "registered" : "offline");
 
-  function grid(clusters) {
+  function grid(clusters, names) {
     const byVillage = new Map();
     for (const c of clusters) {
       if (c.status === "retired") continue;
@@ -25,7 +26,7 @@ document.addEventListener("DOMContentLoaded", () => {
         return LX.el("div", { class: `tile ${state}`, role: "listitem", title: label, "aria-label": label, "data-cluster": c.id }, c.id);
       });
       box.append(LX.el("div", { class: "village" },
-        LX.el("h3", {}, key || LX.t("clusters.no_village")),
+        LX.el("h3", {}, key ? villageName(names, key) : LX.t("clusters.no_village")),
         LX.el("div", { class: "grid", role: "list" }, tiles)));
     }
     if (!keys.length) box.append(LX.el("p", { class: "muted" }, LX.t("clusters.none")));
@@ -77,8 +78,12 @@ document.addEventListener("DOMContentLoaded", () => {
     select.value = keep;
   }
 
+  // A village by its name (the broadcaster's word for it), its id after it.
+  const villageName = (names, id) => (names.get(id) ? `${names.get(id)} (${id})` : id);
+
   async function load() {
     const coverage = await LX.get("/fleet/coverage");
+    const names = new Map(coverage.villages.map((v) => [v.village_id, v.name]));
     map(coverage.villages);
     villageChoices(coverage.villages);
     alerts((await LX.get("/alerts?limit=50")).items);
@@ -89,22 +94,23 @@ document.addEventListener("DOMContentLoaded", () => {
     if (status) path += "&status=" + status;
     const page = await LX.get(path);
     const all = q || status ? (await LX.get("/clusters?limit=500")).items : page.items;
-    grid(all);
+    grid(all, names);
     const body = LX.clear(document.querySelector("#cluster-table tbody"));
     for (const c of page.items) {
       const pick = () => { if ($("manage-id")) $("manage-id").value = c.id; };
       body.append(LX.el("tr", { "data-cluster": c.id, onclick: pick },
         LX.el("td", { "data-label": LX.t("clusters.id") }, c.id),
         LX.el("td", { "data-label": LX.t("clusters.name") }, c.name),
-        LX.el("td", { "data-label": LX.t("clusters.village") }, c.village_id || ""),
+        LX.el("td", { "data-label": LX.t("clusters.village") }, c.village_id ? villageName(names, c.village_id) : ""),
         LX.el("td", { "data-label": LX.t("clusters.kind") }, LX.t("kind." + c.kind)),
         LX.el("td", { "data-label": LX.t("clusters.status") },
           LX.el("span", { class: "badge state-" + stateOf(c) }, LX.t("status." + c.status)),
-          c.online ? " " + LX.t("dash.online") : ""),
+          c.online && c.status !== "online" ? " " + LX.t("dash.online") : ""),
         LX.el("td", { "data-label": LX.t("clusters.last_seen") }, LX.fmt(c.last_seen_at)),
-        LX.el("td", { "data-label": LX.t("clusters.firmware") }, c.firmware || "")));
+        LX.el("td", { "data-label": LX.t("clusters.firmware") }, c.firmware || ""),
+        LX.el("td", { "data-label": LX.t("clusters.sim") }, c.sim_msisdn || "")));
     }
-    if (!page.items.length) body.append(LX.el("tr", {}, LX.el("td", { colspan: 7, class: "muted" }, LX.t("clusters.none"))));
+    if (!page.items.length) body.append(LX.el("tr", {}, LX.el("td", { colspan: 8, class: "muted" }, LX.t("clusters.none"))));
   }
 
   $("cluster-filter").addEventListener("submit", (e) => { e.preventDefault(); load().catch((err) => LX.say(LX.problemText(err), "error")); });
@@ -114,8 +120,9 @@ document.addEventListener("DOMContentLoaded", () => {
       event.preventDefault();
       const id = $("cluster-id").value.trim();
       const name = $("cluster-name").value.trim();
+      const sim = $("cluster-sim").value.trim();
       try {
-        const made = await LX.api("POST", "/fleet/clusters", { id, name });
+        const made = await LX.api("POST", "/fleet/clusters", sim ? { id, name, sim_msisdn: sim } : { id, name });
         showBundle(made.data.bundle);
         LX.say(LX.t("clusters.registered", { id }), "ok");
         form.reset();
@@ -172,5 +179,47 @@ document.addEventListener("DOMContentLoaded", () => {
     await LX.api("POST", `/clusters/${encodeURIComponent(id)}/identify`, {});
     LX.say(LX.t("clusters.identify_sent", { id }), "ok");
   });
+  on("reissue-button", async (id) => {
+    if (!window.confirm(LX.t("clusters.reissue_confirm", { id }))) return;
+    const made = await LX.api("POST", `/clusters/${encodeURIComponent(id)}/credentials`);
+    showBundle(made.data.bundle);
+    LX.say(LX.t("clusters.reissued", { id }), "ok");
+  });
+
+  // Edit: the form keeps the ETag it was filled from; a stale save (412) refills it.
+  let editing = null;
+  const EDIT = { name: "edit-name", sim_msisdn: "edit-sim", imei: "edit-imei", iccid: "edit-iccid",
+    serial: "edit-serial", model: "edit-model", lat: "edit-lat", lon: "edit-lon" };
+  async function openEdit(id) {
+    const { data, etag } = await LX.api("GET", `/clusters/${encodeURIComponent(id)}`);
+    editing = { id, etag };
+    for (const [field, input] of Object.entries(EDIT)) $(input).value = data[field] ?? "";
+    $("edit-cluster-id").textContent = `(${id})`;
+    $("cluster-edit").hidden = false;
+  }
+  on("edit-load", openEdit);
+  const editForm = $("cluster-edit-form");
+  if (editForm) {
+    editForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!editing) return;
+      const change = {};
+      for (const [field, input] of Object.entries(EDIT)) {
+        const value = $(input).value.trim();
+        if (field === "lat" || field === "lon") change[field] = value === "" ? null : Number(value);
+        else change[field] = value === "" && field !== "name" ? null : value;
+      }
+      try {
+        await LX.api("PATCH", `/clusters/${encodeURIComponent(editing.id)}`, change, { "If-Match": editing.etag });
+        LX.say(LX.t("clusters.saved", { id: editing.id }), "ok");
+        editing = null;
+        $("cluster-edit").hidden = true;
+        await load();
+      } catch (err) {
+        LX.say(LX.problemText(err), "error");
+        if (err instanceof LX.ApiError && err.status === 412) await openEdit(editing.id);
+      }
+    });
+  }
   LX.poll(load, 10000);
 });

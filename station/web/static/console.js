@@ -58,14 +58,51 @@
   /** A readable message for an API error, naming the fields of a 422. */
   const known = (key) => (strings[key] ? strings[key] : "");
   const slug = (text) => String(text || "").toLowerCase().replace(/[^a-z0-9]+/g, "_");
+
+  // Parameter values the catalogue names (a cluster kind, a schedule's state, a rejection
+  // reason, a kind of target): said in the reader's language, else as they are.
+  const NAMED = { kind: "kind.", state: "status.", reason: "media.reason_", target: "problem.target_",
+    bulletin_status: "bulletins.status_" };
+  const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+  function spoken(name, value) {
+    if (Array.isArray(value)) return value.map((v) => spoken(name, v)).join(", ");
+    if (value === null || value === undefined || typeof value === "object") return "";
+    if (typeof value === "string" && NAMED[name] && known(NAMED[name] + value)) return known(NAMED[name] + value);
+    if (typeof value === "string" && ISO_INSTANT.test(value) && !Number.isNaN(Date.parse(value))) {
+      return LX.fmt(value, { dateStyle: "short", timeStyle: "short" });
+    }
+    return String(value);
+  }
+
+  /** A problem's parameters (its extension members) ready for ``LX.t``. */
+  LX.problemParams = function (body) {
+    const params = {};
+    for (const [name, value] of Object.entries(body || {})) params[name] = spoken(name, value);
+    return params;
+  };
+
+  /** The catalogue's sentence for a problem's ``code`` (``code.<code>``) with its parameters
+      (ids, names, times), or "" for a code this console does not know. */
+  LX.problemByCode = function (body) {
+    const key = body && body.code ? `code.${body.code}` : "";
+    return key && known(key) ? LX.t(key, LX.problemParams(body)) : "";
+  };
+
+  /** Any refusal in the reader's language: by its ``code`` from the catalogue; a problem
+      without a known code by its title, with the API's English detail for the specifics. */
   LX.problemText = function (err) {
     if (!(err instanceof ApiError)) return LX.t("error.network");
     const fields = (err.body.errors || []).map((e) => `${e.field}: ${e.message}`);
+    const coded = LX.problemByCode(err.body);
+    // A generic "invalid request" still names the fields; a specific code says it all.
+    if (coded) return err.body.code === "invalid_request" ? [coded, ...fields].join(" — ") : coded;
     // A problem the catalogue knows by title (or media rejection reason) is said in the
     // user's language; the API's own English detail follows for the specifics.
     const said = known(`problem.${slug(err.body.title)}`) || known(`error.http_${err.status}`);
     const reason = err.body.reason ? known(`media.reason_${err.body.reason}`) : "";
-    return [said, reason, err.message, ...fields].filter(Boolean).join(" — ");
+    // A 412's detail is always the same English sentence: the catalogue's text says it all.
+    const detail = err.status === 412 && said ? "" : err.message;
+    return [said, reason, detail, ...fields].filter(Boolean).join(" — ");
   };
 
   LX.say = function (text, kind) {
@@ -151,7 +188,34 @@
   LX.badge = (value, prefix) =>
     LX.el("span", { class: `badge ${prefix}-${value}` }, LX.t(`${prefix}.${value}`));
 
+  /** A file input said in the console's language (the browser's own "Choose File / No file
+      chosen" follows the phone's language, not the console's): the input stays the labelled,
+      focusable control, visually hidden; a button opens it and the chosen name shows. Returns
+      the box holding them, for a script that builds the input itself to place. */
+  LX.filePicker = function (input) {
+    if (input.classList.contains("file-input")) return input.parentNode;
+    const box = LX.el("span", { class: "file-box" });
+    if (input.parentNode) input.replaceWith(box);
+    box.append(input);
+    input.classList.add("file-input");
+    const name = LX.el("span", { class: "file-name muted" }, LX.t("common.no_file"));
+    const pick = LX.el("button", { type: "button", class: "file-pick", tabindex: "-1", "aria-hidden": "true",
+      onclick: () => input.click() }, LX.t("common.choose_file"));
+    const show = () => {
+      name.textContent = input.files && input.files.length ? input.files[0].name : LX.t("common.no_file");
+    };
+    input.addEventListener("change", show);
+    input.addEventListener("lx-reset", show);
+    box.append(pick, " ", name);
+    return box;
+  };
+
   document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll('input[type="file"]').forEach(LX.filePicker);
+    // a form's reset empties its file inputs without a "change": the chosen names go too
+    document.addEventListener("reset", (event) => setTimeout(() => {
+      for (const input of event.target.querySelectorAll(".file-input")) input.dispatchEvent(new Event("lx-reset"));
+    }), true);
     const logout = document.getElementById("lx-logout");
     if (logout) {
       logout.addEventListener("click", async () => {

@@ -72,7 +72,7 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const a of d.alerts) {
       alerts.append(LX.el("li", {},
         LX.el("span", { class: "badge alert-" + a.kind }, LX.t("alert." + a.kind)), " ",
-        LX.el("strong", {}, a.cluster_id), " ", a.detail, " ",
+        LX.el("strong", {}, a.cluster_id || a.mount), " ", a.detail, " ",
         LX.el("span", { class: "muted small" }, LX.fmt(a.raised_at))));
     }
     if (!d.alerts.length) alerts.append(LX.el("li", { class: "muted" }, LX.t("dash.no_alerts")));

@@ -57,6 +57,7 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const e of data.active) active.append(line(e, LX.can("emergency")));
     $("em-active-card").classList.toggle("alerting", data.active.length > 0);
     const recent = LX.clear($("em-recent"));
+    if (!data.recent.length) recent.append(LX.el("li", { class: "muted" }, LX.t("emergency.none_recent")));
     for (const e of data.recent) recent.append(line(e, false));
   }
 

@@ -37,8 +37,30 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       await LX.api("POST", "/live", { mount: name, source: "browser" });
     } catch (err) {
-      if (err.status !== 409) throw err; // 409: already live, we feed it
+      // already live: we feed it (the station says if it waits for another kind of source)
+      if (!(err instanceof LX.ApiError && err.body.code === "live_already_live")) throw err;
     }
+  }
+
+  // The station answers the "loaxa.mic" subprotocol with a first text message: {ready: true},
+  // or the refusal's problem body (code and parameters) before it closes with 4000 + status.
+  function openMic(name) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/live/${encodeURIComponent(name)}/mic`, "loaxa.mic");
+    ws.binaryType = "arraybuffer";
+    return new Promise((resolve, reject) => {
+      let refusal = null;
+      ws.onmessage = (e) => {
+        if (typeof e.data !== "string") return;
+        let body = null;
+        try { body = JSON.parse(e.data); } catch (_) { return; }
+        if (body && body.ready) { ws.onmessage = null; resolve(ws); }
+        else if (body && body.status) refusal = new LX.ApiError(body.status, body);
+      };
+      ws.onerror = () => reject(refusal || new Error("websocket"));
+      ws.onclose = (e) => reject(refusal || (e.code >= 4000 && e.code < 5000
+        ? new LX.ApiError(e.code - 4000, { code: e.reason, mount: name }) : new Error("websocket")));
+    });
   }
 
   function mimeType() {
@@ -55,13 +77,11 @@ document.addEventListener("DOMContentLoaded", () => {
     talk = { pending: true };
     button.setAttribute("aria-pressed", "true");
     button.classList.add("talking");
+    let mic = null;
     try {
-      const mic = await microphone();
+      mic = await microphone();
       await ensureMount(name);
-      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-      const ws = new WebSocket(`${scheme}//${location.host}/live/${encodeURIComponent(name)}/mic`);
-      ws.binaryType = "arraybuffer";
-      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+      const ws = await openMic(name);
       const recorder = new MediaRecorder(mic, { mimeType: mimeType() });
       recorder.ondataavailable = (e) => { if (e.data.size && ws.readyState === WebSocket.OPEN) ws.send(e.data); };
       recorder.onstop = () => { if (ws.readyState === WebSocket.OPEN) { ws.send("stop"); ws.close(); } };
@@ -76,8 +96,9 @@ document.addEventListener("DOMContentLoaded", () => {
       talk = null;
       button.setAttribute("aria-pressed", "false");
       button.classList.remove("talking");
-      state(err instanceof LX.ApiError ? LX.problemText(err) : "live.no_mic", "error");
-      if (err instanceof LX.ApiError) $("live-state").textContent = LX.problemText(err);
+      // the microphone itself, else the station's refusal in the reader's language
+      state(mic ? "" : "live.no_mic", "error");
+      if (mic) $("live-state").textContent = LX.problemText(err);
     }
   }
 
