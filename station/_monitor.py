@@ -142,6 +142,28 @@ class WriteFailed(RuntimeError):
 
 Received = tuple[datetime, DeviceMessage]  # (receipt time, Status | Heartbeat | fault Event)
 
+RETIREMENT_RETRIES = 3
+
+
+async def retired_meanwhile(db: AsyncSession, cluster_ids: list[str]) -> bool:
+    """Whether a retirement committed between this transaction's read of these clusters and
+    its write (which would have put their status back: a lost update).
+
+    Reads hold no snapshot (SQLite sessions BEGIN at the first write; PostgreSQL reads
+    committed), so after flushing our UPDATEs, which hold the rows' write locks, the row
+    shows the retirement's ``retired_at`` (only retirement sets it; we never write it) next
+    to the status we wrote.
+    """
+    await db.flush()
+    rows = await db.exec(
+        select(Cluster.id).where(
+            col(Cluster.id).in_(cluster_ids),
+            col(Cluster.retired_at).is_not(None),
+            col(Cluster.status) != ClusterStatus.RETIRED,
+        )
+    )
+    return rows.first() is not None
+
 
 class FleetMonitor:
     """Cluster-state side of ``devices.DeviceHandler``: status, heartbeats, fault events.
@@ -237,6 +259,14 @@ class FleetMonitor:
 
     async def _write(self, batch: dict[str, list[Received]]) -> list[str]:
         """One transaction: every buffered message, in order per cluster. Returns births."""
+        for _attempt in range(RETIREMENT_RETRIES):
+            births = await self._write_once(batch)
+            if births is not None:
+                return births
+        raise RuntimeError(f"clusters of the batch kept being retired: {sorted(batch)[:10]}")
+
+    async def _write_once(self, batch: dict[str, list[Received]]) -> list[str] | None:
+        """None: a cluster was retired between our read and our write (rolled back)."""
         now = self.clock()
         ids = list(batch)
         beats = [(cid, at) for cid, ms in batch.items() for at, m in ms if isinstance(m, Heartbeat)]
@@ -295,6 +325,9 @@ class FleetMonitor:
                     db.add(telemetry_row)
                 db.add(cluster)
             await add_data_use(db, usage)
+            if await retired_meanwhile(db, ids):
+                await db.rollback()
+                return None
             await db.commit()
         self.alert_log.emit(raised)  # once written: a failed batch is raised again on retry
         return births
@@ -364,6 +397,14 @@ class FleetMonitor:
             return await self._sweep()
 
     async def _sweep(self) -> list[str]:
+        for _attempt in range(RETIREMENT_RETRIES):
+            went_offline = await self._sweep_once()
+            if went_offline is not None:
+                return went_offline
+        raise RuntimeError("clusters kept being retired during the sweep")
+
+    async def _sweep_once(self) -> list[str] | None:
+        """None: a silent cluster was retired between our read and our write (rolled back)."""
         now = self.clock()
         went_offline = []
         raised: list[Raised] = []
@@ -407,6 +448,9 @@ class FleetMonitor:
                     if not self._flapping(times_of.get(alert.cluster_id or "", []), now):
                         alert.cleared_at = now
                         db.add(alert)
+            if silent and await retired_meanwhile(db, list(silent)):
+                await db.rollback()
+                return None
             await db.commit()
         self.alert_log.emit(raised)  # also logs a tally that came due without new alerts
         if went_offline:

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import col, select
 
 from devices.protocol import Event, Heartbeat, Status
-from station._alerts import AlertLog, Raised
+from station._alerts import AlertLog, OpenAlerts, Raised
 from station._monitor import (
     FleetMonitor,
     MonitorSettings,
@@ -371,3 +371,46 @@ def test_alert_log_bounds_lines_per_interval_and_summaries(
     alert_log.emit([Raised(AlertKind.CLOCK, "C7", "clock off by 900 ms")])
     assert _alert_lines(caplog)[13:] == ["alert on C7: clock clock off by 900 ms"]
 
+
+async def retire_in_another_session(sessions: Sessions, cluster_id: str) -> None:
+    async with sessions() as db:
+        row = await db.get(Cluster, cluster_id)
+        assert row is not None
+        row.status, row.retired_at, row.online = ClusterStatus.RETIRED, T0, False
+        db.add(row)
+        await db.commit()
+
+
+@pytest.mark.parametrize("writer", ["will", "sweep"])
+async def test_a_retirement_between_the_monitors_read_and_write_is_kept(
+    monitor: FleetMonitor,
+    sessions: Sessions,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    writer: str,
+) -> None:
+    # The monitor reads the cluster rows, then its alerts; a technician retires A in between
+    # (CI saw it: the will of a cluster retired that moment put it back to "offline").
+    await monitor.on_status(status("A", "online"))
+    await monitor.on_heartbeat(beat("A", clock))
+    load_many = OpenAlerts.load_many
+    retired: list[str] = []
+
+    async def load_then_retire(*args: Any, **kwargs: Any) -> Any:
+        loaded = await load_many(*args, **kwargs)
+        if not retired:
+            retired.append("A")
+            await retire_in_another_session(sessions, "A")
+        return loaded
+
+    monkeypatch.setattr(OpenAlerts, "load_many", load_then_retire)
+    if writer == "will":
+        await monitor.on_status(status("A", "offline"))
+    else:
+        clock.advance(600)
+        assert await monitor.sweep() == []  # A was retired, not silent
+    assert retired == ["A"]
+    row = await cluster(sessions, "A")
+    assert row.status == ClusterStatus.RETIRED and row.retired_at is not None
+    assert await alerts(sessions, AlertKind.OFFLINE) == []
+    assert monitor.failed == 0
