@@ -68,14 +68,24 @@ class Flaky:
             raise ConnectionError("database went away")
         session = self.sessions()
         if self.cluster is not None:
-            bad, commit = self.cluster, session.commit
+            # Refused where the database would refuse: when the rows are sent (a flush, or the
+            # commit's own flush).
+            bad, flush, commit = self.cluster, session.flush, session.commit
 
-            async def refuse() -> None:
+            def check() -> None:
                 if any(getattr(o, "cluster_id", None) == bad for o in session.new | session.dirty):
                     raise ConnectionError(f"row of {bad} refused")
+
+            async def refuse_flush(*args: Any, **kwargs: Any) -> None:
+                check()
+                await flush(*args, **kwargs)
+
+            async def refuse_commit() -> None:
+                check()
                 await commit()
 
-            session.commit = refuse  # type: ignore[method-assign]
+            session.flush = refuse_flush  # type: ignore[method-assign]
+            session.commit = refuse_commit  # type: ignore[method-assign]
         return session
 
 
