@@ -23,6 +23,7 @@ from ._bridges import BridgeNeed, Output, needs_of, session_length, switch_off, 
 from ._due import OccurrenceFiring, OccurrenceSpec, plan_occurrences
 from ._emergency import EmergencyRepository, EmergencyRunner
 from ._forward import Forwarder
+from ._jobs import JobExecutor
 from ._plan import Firing, ScheduleSpec, plan, play_command_id
 from ._preempt import Action, Aired, Comeback, Position, replay
 from ._priority import on_air_rank
@@ -283,7 +284,10 @@ class Dispatcher:
         self.lookback = timedelta(seconds=lookback_s)
         self._occurrences_in_flight: set[str] = set()
         self.clock = clock
-        self.scheduler = AsyncIOScheduler(timezone=ZoneInfo(timezone))
+        self._jobs = JobExecutor()
+        self.scheduler = AsyncIOScheduler(
+            timezone=ZoneInfo(timezone), executors={"default": self._jobs}
+        )
         # Store-and-forward: sessions of the next ``forward_horizon`` are made ahead and listed
         # to their clusters (0 turns it off: ``play`` at start - lead only).
         self.forward_horizon = timedelta(seconds=forward_horizon_s)
@@ -386,10 +390,15 @@ class Dispatcher:
             log.exception("emergency pass failed; the next poll retries")
 
     async def stop(self) -> None:
-        if self.scheduler.running:
+        """Cancel the running jobs and tasks and wait until they have ended (a job cancelled
+        in a transaction rolls it back before the database is closed)."""
+        running = self.scheduler.running
+        if running:
             self.scheduler.shutdown(wait=False)
         for task in list(self._tasks):
             task.cancel()
+        if running:
+            await self._jobs.wait_stopped()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def reconcile(self) -> None:
