@@ -11,10 +11,12 @@ import ast
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from api_support import assert_problem, client, running, settings_for, user_with_token
+from pydantic_core import PydanticKnownError
+from pydantic_core.core_schema import ErrorType
 
 from station import _keys as keys
 from station._registry import add_zone, assign_zone
@@ -29,7 +31,7 @@ from station.web._i18n import LANGUAGES, Catalogue
 STATION = Path(__file__).resolve().parents[1] / "station"
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # Dicts of endpoint modules that map a status or a field to a code.
-CODE_MAPS = ("_LIVE_CODES", "_FIELD_CODES", "_HTTP_CODES")
+CODE_MAPS = ("_LIVE_CODES", "_FIELD_CODES", "_HTTP_CODES", "_ROUTING_CODES")
 
 
 def _codes_in_source() -> dict[str, set[str]]:
@@ -107,6 +109,55 @@ def test_every_code_has_a_vietnamese_and_an_english_entry() -> None:
     words = " ".join(vietnamese)
     for term in ("cụm loa", "chương trình", "lịch phát", "phê duyệt", "phát khẩn cấp", "tiếp âm"):
         assert term in words.lower(), term
+
+
+# The field problems the console must say in both languages: the commonest pydantic types.
+COMMON_FIELD_TYPES = {
+    "missing", "extra_forbidden", "string_too_short", "string_too_long", "too_short",
+    "too_long", "greater_than", "greater_than_equal", "less_than", "less_than_equal",
+    "int_parsing", "int_type", "int_from_float", "float_parsing", "float_type", "bool_parsing",
+    "string_type", "string_pattern_mismatch", "datetime_parsing", "datetime_from_date_parsing",
+    "date_parsing", "date_from_datetime_parsing", "time_parsing", "timezone_aware", "enum",
+    "literal_error", "list_type", "model_type", "url_parsing", "url_scheme", "json_invalid",
+}  # fmt: skip
+# A context for any of them, to read pydantic's message template (and so its parameters).
+_CONTEXT: dict[str, Any] = {
+    **dict.fromkeys(("max_length", "min_length", "actual_length", "multiple_of"), 1),
+    **dict.fromkeys(("gt", "ge", "lt", "le"), 1),
+    **dict.fromkeys(("error", "class_name", "pattern", "expected", "expected_schemes",
+                     "discriminator", "tag", "expected_tags", "field_type"), "x"),
+}  # fmt: skip
+
+
+def test_field_problems_have_a_vietnamese_and_an_english_entry() -> None:
+    catalogue = Catalogue.load()
+    vi, en = catalogue.strings["vi"], catalogue.strings["en"]
+    for prefix in ("field.", "fieldname."):
+        keys = {lang: {k for k in catalogue.strings[lang] if k.startswith(prefix)}
+                for lang in LANGUAGES}  # fmt: skip
+        assert keys["vi"] == keys["en"], prefix
+    types = {k.removeprefix("field.") for k in vi if k.startswith("field.")}
+    assert types >= COMMON_FIELD_TYPES, COMMON_FIELD_TYPES - types
+    # value_error is our validators' own sentence: the console shows the API's message.
+    assert "value_error" not in types
+    for kind in types:
+        assert kind in get_args(ErrorType), kind  # a real pydantic error type
+        key = f"field.{kind}"
+        assert vi[key] and en[key] and vi[key] != en[key], key
+        params = {
+            lang: set(PLACEHOLDER.findall(catalogue.strings[lang][key])) for lang in LANGUAGES
+        }
+        assert params["vi"] == params["en"], (key, params)
+        # Only parameters pydantic gives that type (its message template names them).
+        template = PydanticKnownError(kind, _CONTEXT).message_template
+        assert params["vi"] <= set(PLACEHOLDER.findall(template)), (key, params, template)
+    # Labels of the fields the console's forms post, and no placeholders in them.
+    for name in ("title", "start_at", "items", "media_id", "url", "duration_s", "targets",
+                 "volume", "households", "username", "display_name", "title_vi"):  # fmt: skip
+        assert vi[f"fieldname.{name}"] and en[f"fieldname.{name}"], name
+    assert vi["fieldname.title"] == "Tiêu đề" and vi["fieldname.start_at"] == "Giờ bắt đầu"
+    assert not any(PLACEHOLDER.search(v) for k, v in vi.items() if k.startswith("fieldname."))
+    assert vi["field.string_too_long"] == "dài quá {max_length} ký tự"
 
 
 def test_codes_in_problem_bodies_and_the_openapi() -> None:

@@ -2,7 +2,9 @@
 
 A technician registers a cluster that exists already and adds a zone that exists already:
 the API's English detail ("cluster C1 is already registered") never shows; the console says
-it in Vietnamese, and in English after the language toggle.
+it in Vietnamese, and in English after the language toggle. A broadcaster whose programme title
+is over the API's limit (an old page without the form's own limit) reads which field and why in
+Vietnamese, then in English, not pydantic's English sentence.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from station._registry import add_zone
 from station._services import register_clusters
 from station.api import create_user
 from station.config import Settings
-from station.db import Role
+from station.db import MediaItem, Role
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 
@@ -66,3 +68,39 @@ async def test_refusals_show_in_vietnamese_then_english(
             await page.get_by_role("button", name="Register", exact=True).click()
             await expect(status).to_have_text("Cluster C1 is already registered.")
             await shot(page, "81-refusal-cluster-exists-en")
+
+
+async def test_a_field_problem_shows_in_vietnamese_then_english(
+    settings: Settings, browser: Browser
+) -> None:
+    async with running(settings) as station:
+        sessions = station.app[keys.SESSIONS]
+        await create_user(sessions, "hoa", Role.BROADCASTER, PASSWORD)
+        async with sessions() as db:
+            db.add(MediaItem(sha256="c" * 64, source_sha256="d" * 64, title="Bản tin sáng",
+                             duration_ms=120_000, size_bytes=1000))  # fmt: skip
+            await db.commit()
+        async with console_page(browser, station, DESKTOP, expected=("422",)) as page:
+            await log_in(page, "hoa")
+            status = page.locator("#lx-status")
+
+            async def create_with_long_title() -> None:
+                title = page.locator("#prog-title")
+                # The form stops typing at 200 characters; the API's limit is what is shown.
+                await title.evaluate("el => el.removeAttribute('maxlength')")
+                await title.fill("Bản tin " * 30)  # 240 characters
+                await page.locator("#prog-media input[type=checkbox]").first.check()
+                await page.locator("#prog-submit").click()
+
+            await page.get_by_role("link", name="Chương trình & lịch phát").click()
+            await create_with_long_title()
+            await expect(status).to_have_text("Dữ liệu không hợp lệ — Tiêu đề: dài quá 200 ký tự")
+            await expect(status).to_have_class("status error")
+            await shot(page, "82-refusal-field-too-long-vi")
+
+            await page.get_by_role("link", name="EN").click()
+            await expect(page.locator("html")).to_have_attribute("lang", "en")
+            await create_with_long_title()
+            await expect(status).to_have_text(
+                "Invalid input — Title: is longer than 200 characters"
+            )

@@ -2,7 +2,9 @@
 
 Handlers raise ``ApiError`` (or let a domain error map to one); the middleware turns it, any
 ``web.HTTPException`` and any unexpected exception into ``application/problem+json``.
-Validation problems carry ``errors: [{field, message}]`` naming each offending field.
+Validation problems carry ``errors: [{field, message, type, params}]`` naming each offending
+field: ``type`` and ``params`` (pydantic's error type and context) let the console say what is
+wrong in the user's language (``field.<type>``); ``message`` stays English.
 
 Every refusal a console user can meet also carries a machine ``code`` (snake_case, one of
 ``CODES``) and its parameters as extension members (``cluster_id``, ``media_id``...): the
@@ -13,7 +15,10 @@ an English sentence for API clients. Domain errors bring theirs (``StationError.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date, time, timedelta
+from decimal import Decimal
 from http import HTTPStatus
 from typing import Any
 
@@ -44,6 +49,8 @@ CODES: dict[str, str] = {
     "multipart_malformed": "malformed multipart body",
     "file_part_required": "send multipart/form-data (or text/csv) with a 'file' part",
     "broker_unavailable": "the MQTT broker did not take the command",
+    "route_not_found": "no such address in the API",
+    "method_not_allowed": "the address does not take this method (see Allow)",
     # not found
     "approval_not_found": "no such approval",
     "cluster_not_found": "no such cluster [cluster_id]",
@@ -215,8 +222,28 @@ def code_of(code: str | None) -> str | None:
 
 
 class FieldProblem(BaseModel):
-    field: str
-    message: str
+    """One offending field of a validation problem."""
+
+    field: str = Field(
+        description="its path, dot-separated (`title`, `items.0.media_id`, a query parameter); "
+        "`(body)` for the body as a whole",
+        examples=["items.0.media_id"],
+    )
+    message: str = Field(description="what is wrong, in English", examples=["Field required"])
+    type: str | None = Field(
+        default=None,
+        description="pydantic's error type (`missing`, `string_too_long`, `greater_than_equal`,"
+        " `int_parsing`, `datetime_parsing`, `enum`, `extra_forbidden`...), for clients that "
+        "say it in their own words; `value_error` is a validator's own sentence (`message`); "
+        "absent when the API names the problem by the problem's `code` instead",
+        examples=["string_too_long"],
+    )
+    params: dict[str, str | int | float] | None = Field(
+        default=None,
+        description="the error type's parameters (`max_length`, `min_length`, `ge`, `le`, "
+        "`expected`...)",
+        examples=[{"max_length": 200}],
+    )
 
 
 class Problem(BaseModel):
@@ -264,7 +291,7 @@ class ApiError(Exception):
         self.extra = {k: v for k, v in (params or {}).items() if k not in _RESERVED} | extra
 
     def response(self) -> web.Response:
-        errors = [e.model_dump() for e in self.errors] if self.errors else None
+        errors = [e.model_dump(exclude_none=True) for e in self.errors] if self.errors else None
         return problem(
             self.status,
             self.title,
@@ -300,6 +327,8 @@ def validation_problem(exc: ValidationError, prefix: str = "") -> ApiError:
         FieldProblem(
             field=prefix + (".".join(str(p) for p in err["loc"]) or "(body)"),
             message=str(err["msg"]).removeprefix("Value error, "),
+            type=err["type"],
+            params=_params(err.get("ctx")) or None,
         )
         for err in exc.errors(include_url=False)
     ]
@@ -307,10 +336,33 @@ def validation_problem(exc: ValidationError, prefix: str = "") -> ApiError:
     return ApiError(422, detail, title="Invalid request", code="invalid_request", errors=errors)
 
 
+def _params(ctx: Mapping[str, Any] | None) -> dict[str, str | int | float]:
+    """pydantic's error context, JSON-safe: numbers and strings (a bound that is a date or a
+    decimal as its text); exceptions and other objects are left out."""
+    params: dict[str, str | int | float] = {}
+    for name, value in (ctx or {}).items():
+        if isinstance(value, bool):
+            params[name] = str(value).lower()
+        elif isinstance(value, int | str) or (isinstance(value, float) and math.isfinite(value)):
+            params[name] = value
+        elif isinstance(value, date | time):
+            params[name] = value.isoformat()
+        elif isinstance(value, Decimal | timedelta):
+            params[name] = str(value)
+    for name, value in params.items():
+        if name.startswith("expected") and isinstance(value, str):
+            # "'a', 'b' or 'c'": the English "or" goes, leaving a list any language can show.
+            head, _, last = value.rpartition(" or ")
+            params[name] = f"{head}, {last}" if head else last
+    return params
+
+
 _RESERVED = frozenset({"type", "title", "status", "detail", "code", "errors", "instance"})
 
 # aiohttp's own refusals (body limits, bad requests) that a console can meet.
 _HTTP_CODES = {413: "body_too_large"}
+# The router's refusals: no route for the path, or a method the route does not take.
+_ROUTING_CODES = {404: "route_not_found", 405: "method_not_allowed"}
 
 
 def _reason(status: int) -> str:
@@ -345,7 +397,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400 or exc.content_type == PROBLEM_JSON:
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        code = _HTTP_CODES.get(exc.status)
+        routing = request.match_info.http_exception is exc  # raised by the router itself
+        code = (_ROUTING_CODES if routing else _HTTP_CODES).get(exc.status)
         return problem(exc.status, exc.reason, exc.text or "", headers=headers, code=code)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

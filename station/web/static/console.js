@@ -88,11 +88,35 @@
     return key && known(key) ? LX.t(key, LX.problemParams(body)) : "";
   };
 
+  /** A field of a validation problem in the reader's words: ``fieldname.<name>`` of its last
+      named segment (items.0.media_id -> media_id), else its API path; "" for the whole body. */
+  LX.fieldLabel = function (field) {
+    const path = String(field || "");
+    if (path === "(body)") return "";
+    const name = path.split(".").filter((part) => !/^\d+$/.test(part)).pop() || "";
+    return known(`fieldname.${name}`) || path;
+  };
+
+  /** What is wrong with a field: the catalogue's ``field.<type>`` with pydantic's parameters
+      (max_length, ge...); our own validators' sentences (value_error) and types the catalogue
+      does not know stay the API's English message. */
+  LX.fieldMessage = function (e) {
+    const key = e.type && e.type !== "value_error" ? `field.${e.type}` : "";
+    return key && known(key) ? LX.t(key, e.params || {}) : String(e.message || "");
+  };
+
+  /** "Label: what is wrong" for one entry of a problem's ``errors``. */
+  LX.fieldProblemText = function (e) {
+    const label = LX.fieldLabel(e.field);
+    const message = LX.fieldMessage(e);
+    return label ? `${label}: ${message}` : message;
+  };
+
   /** Any refusal in the reader's language: by its ``code`` from the catalogue; a problem
       without a known code by its title, with the API's English detail for the specifics. */
   LX.problemText = function (err) {
     if (!(err instanceof ApiError)) return LX.t("error.network");
-    const fields = (err.body.errors || []).map((e) => `${e.field}: ${e.message}`);
+    const fields = (err.body.errors || []).map(LX.fieldProblemText);
     const coded = LX.problemByCode(err.body);
     // A generic "invalid request" still names the fields; a specific code says it all.
     if (coded) return err.body.code === "invalid_request" ? [coded, ...fields].join(" — ") : coded;

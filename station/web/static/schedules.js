@@ -432,7 +432,9 @@ document.addEventListener("DOMContentLoaded", () => {
     if (err.status === 422 && (err.body.errors || []).length) {
       const fields = err.body.errors.map((e) => {
         const field = String(e.field).replace(/\.\d+$/, ""); // exceptions.1 -> exceptions
-        return `${known("schedules.field_" + field) || e.field}: ${known("schedules.msg_" + slug(e.message)) || e.message}`;
+        const label = known("schedules.field_" + field) || LX.fieldLabel(e.field);
+        const message = known("schedules.msg_" + slug(e.message)) || LX.fieldMessage(e);
+        return label ? `${label}: ${message}` : message;
       });
       return [LX.t("problem.invalid_request"), ...fields].join(" — ");
     }
