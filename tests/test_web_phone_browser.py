@@ -11,6 +11,8 @@ edit and provisioning bundle, media edit, schedule form) and every screen must:
 - show no English UI word as the whole text of a button, label, heading, link, table head
   or option (the words are the English catalogue's values that differ from Vietnamese);
 - show no English date (weekday/month names, AM/PM) or raw ISO instant;
+- show times as ``dd/MM/yyyy HH:mm``: no two-digit year, no seconds (but in the columns whose
+  seconds carry meaning: a play's actual start, the dashboard's "updated at");
 - have no button or field smaller than 40 px to tap.
 
 A screenshot of each screen goes to artifacts/screenshots/ (phone-...).
@@ -88,9 +90,19 @@ def catalogue_keys() -> set[str]:
     return set(json.loads((I18N / "vi.json").read_text("utf-8")))
 
 
+def vietnamese(key: str) -> str:
+    return str(json.loads((I18N / "vi.json").read_text("utf-8"))[key])
+
+
+def with_seconds() -> str:
+    """Where a time keeps its seconds: a play's actual start (beside its skew in ms) and the
+    dashboard's "updated at" of a screen refreshed every few seconds."""
+    return f'#plays-table td[data-label="{vietnamese("plays.started")}"], #updated'
+
+
 # Runs in the page (Playwright's evaluation is not subject to the page's CSP).
 AUDIT_JS = r"""
-([words, keys]) => {
+([words, keys, withSeconds]) => {
   const wordSet = new Set(words), keySet = new Set(keys);
   const prefixes = new Set(keys.map((k) => k.split(".")[0]));
   const keyLike = (s) => {
@@ -113,7 +125,7 @@ AUDIT_JS = r"""
     return el.tagName.toLowerCase() + id + cls;
   };
   const out = { scrollWidth: document.scrollingElement.scrollWidth, width: innerWidth,
-                wide: [], rawKeys: [], english: [], dates: [], small: [] };
+                wide: [], rawKeys: [], english: [], dates: [], times: [], small: [] };
   // elements sticking out of the viewport (not inside a sideways-scrolling box)
   for (const el of document.body.querySelectorAll("*")) {
     if (!visible(el)) continue;
@@ -134,12 +146,17 @@ AUDIT_JS = r"""
   const DATE = new RegExp("\\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? \\d"
     + "|\\b" + MONTH + "\\.? \\d|\\d " + MONTH + "\\b"
     + "|\\b\\d{1,2}:\\d{2}(:\\d{2})? ?(AM|PM)\\b|\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}");
+  // a two-digit year (27/11/26) anywhere; seconds (14:05:33) but where they carry meaning
+  const SHORT_YEAR = /\b\d{1,2}\/\d{1,2}\/\d{2}(?![\d\/])/, SECONDS = /\b\d{1,2}:\d{2}:\d{2}\b/;
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     const text = n.textContent.trim();
     if (!text || !visible(n.parentElement)) continue;
     if (n.parentElement.closest("pre, code, script, style, textarea")) continue;
     if (keyLike(text)) out.rawKeys.push(where(n.parentElement) + ": " + text);
     if (DATE.test(text)) out.dates.push(where(n.parentElement) + ": " + text);
+    if (SHORT_YEAR.test(text) || (SECONDS.test(text) && !n.parentElement.closest(withSeconds))) {
+      out.times.push(where(n.parentElement) + ": " + text);
+    }
   }
   for (const el of document.querySelectorAll("[data-label]")) {
     const label = el.getAttribute("data-label").trim();
@@ -191,14 +208,30 @@ PLANTED = """() => {
   wide.style.width = "600px";  // CSSOM, which the page's CSP allows (an inline style it blocks)
   main.append(wide);
   main.insertAdjacentHTML("beforeend", "<p>clusters.register</p><button type=button>Save</button>"
-    + "<p>Nov 27, 2026</p>");
+    + "<p>Nov 27, 2026</p><p>27/11/26 14:05</p><p>27/11/2026 14:05:33</p>");
+}"""
+
+
+# The console's formatters on fixed instants, in Vietnamese then English (the page's language
+# put back after).
+FORMATS = """() => {
+  const LX = window.LX, lang = LX.lang, out = {};
+  for (const l of ["vi", "en"]) {
+    LX.lang = l;
+    out[l] = [LX.fmtDateTime("2026-11-27T07:05:09Z"), LX.fmtDateTime("2026-11-27T07:05:09Z", true),
+              LX.fmtDate("2026-01-03"), LX.fmtClock("2026-11-26T23:30:00Z")];
+  }
+  LX.lang = lang;
+  return out;
 }"""
 
 
 async def check(page: Page, name: str, findings: dict[str, Any]) -> None:
     """Audit what the page shows now; screenshot it; remember what is wrong."""
     await page.wait_for_load_state("networkidle")
-    found = await page.evaluate(AUDIT_JS, [sorted(english_words()), sorted(catalogue_keys())])
+    found = await page.evaluate(
+        AUDIT_JS, [sorted(english_words()), sorted(catalogue_keys()), with_seconds()]
+    )
     await shot(page, f"phone-{name}")
     findings[name] = found
 
@@ -207,7 +240,9 @@ def problems(findings: dict[str, Any]) -> dict[str, Any]:
     bad: dict[str, Any] = {}
     for name, found in findings.items():
         issues = {
-            what: found[what] for what in ("rawKeys", "english", "dates", "small") if found[what]
+            what: found[what]
+            for what in ("rawKeys", "english", "dates", "times", "small")
+            if found[what]
         }
         if found["scrollWidth"] > found["width"] + 1:
             issues["overflow"] = [found["scrollWidth"], *found["wide"][:8]]
@@ -338,6 +373,11 @@ async def test_every_screen_fits_a_phone_in_vietnamese(
                 await check(page, "login", findings)
                 await log_in(page, "lan")
                 await expect(page.locator("#count-online")).to_have_text("4")
+                # the console's own time formats, in the station's zone (UTC+7), both languages
+                assert await page.evaluate(FORMATS) == {
+                    "vi": ["27/11/2026 14:05", "27/11/2026 14:05:09", "03/01/2026", "06:30"],
+                    "en": ["27 Nov 2026 14:05", "27 Nov 2026 14:05:09", "03 Jan 2026", "06:30"],
+                }
                 await check(page, "dashboard", findings)
 
                 await page.goto("/console/clusters")
@@ -383,9 +423,28 @@ async def test_every_screen_fits_a_phone_in_vietnamese(
                 new = page.locator("#media-table tbody tr").filter(has_text="Thông báo họp thôn")
                 await expect(new.get_by_label("Nghe Thông báo họp thôn")).to_be_visible()
                 await check(page, "media-uploaded", findings)
+                # the language by its name: Vietnamese, Cơ Tu, or another code typed in
+                names = ["Tiếng Việt", "Tiếng Cơ Tu", "Tiếng khác (nhập mã)"]
+                await expect(page.locator("select#upload-language option")).to_have_text(names)
+                await expect(page.locator("#upload-language")).to_have_value("vi")
                 await row.get_by_role("button", name="Sửa").click()
                 await expect(page.locator("#media-edit")).to_be_visible()
+                language = page.locator("#media-edit").get_by_label("Ngôn ngữ", exact=True)
+                await expect(language).to_have_js_property("tagName", "SELECT")
+                await expect(language.locator("option")).to_have_text(names)
+                await language.select_option(label="Tiếng khác (nhập mã)")
+                code = page.locator("#media-edit").get_by_label("Mã ngôn ngữ")
+                await expect(code).to_be_visible()
+                await code.fill("tay")
+                await shot(page, "phone-media-edit-other-language")
+                await language.select_option(label="Tiếng Cơ Tu")
+                await expect(code).to_be_hidden()
+                # a listed language chosen afterwards wins over the code typed before
                 await check(page, "media-edit", findings)
+                await page.locator("#media-edit").get_by_role("button", name="Lưu").click()
+                await expect(page.locator("#lx-status")).to_contain_text("Đã lưu")
+                edited = await page.request.get(f"/api/v1/media/{seeded['media']}")
+                assert (await edited.json())["language"] == "ctu"
 
                 await page.goto("/console/schedules")
                 await expect(page.locator(".slot-morning .entry").first).to_be_visible()
@@ -404,6 +463,14 @@ async def test_every_screen_fits_a_phone_in_vietnamese(
                 await page.goto("/console/plays")
                 finished = page.locator("#plays-table tbody tr").filter(has_text="Phát xong")
                 await expect(finished).to_have_count(len(ONLINE))
+                # a day and a time without seconds; the actual start keeps them (skew beside)
+                cells = finished.first.locator("td")
+                await expect(cells.nth(0)).to_have_text(re.compile(r"^\d\d/\d\d/\d{4} \d\d:\d\d$"))
+                await expect(cells.nth(3)).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+                # the native date input draws the phone's own format: the day is said beside it
+                await page.get_by_label("Ngày", exact=True).fill("2026-11-03")
+                echo = page.locator('[data-echo-for="plays-date"]')
+                await expect(echo).to_have_text("03/11/2026")
                 await check(page, "plays", findings)
                 await page.goto("/console/reports")
                 await check(page, "reports", findings)
@@ -418,6 +485,19 @@ async def test_every_screen_fits_a_phone_in_vietnamese(
                 registered = page.locator('#audit-table tr[data-action="cluster.register"]')
                 await expect(registered).to_contain_text("Đăng ký cụm loa")  # said, code after it
                 await expect(registered).to_contain_text("cluster.register")
+                # details by their labels, values as they are, no "key=value"
+                label = vietnamese("audit.details")
+                details = page.locator(f'#audit-table td[data-label="{label}"]')
+                assert await details.count() > 0
+                for text in await details.all_inner_texts():
+                    assert not re.search(r"\b[a-z_]+=", text), text
+                uploaded = page.locator('#audit-table tr[data-action="media.upload"]').first
+                await expect(uploaded).to_contain_text("Tiêu đề: Thông báo họp thôn")
+                await expect(uploaded).to_contain_text(re.compile(r"Dung lượng: \d+(\.\d)? [kM]?B"))
+                changed = page.locator('#audit-table tr[data-action="media.update"]').first
+                await expect(changed).to_contain_text("Ngôn ngữ: Tiếng Cơ Tu")
+                at = uploaded.locator("td").first
+                await expect(at).to_have_text(re.compile(r"^\d\d/\d\d/\d{4} \d\d:\d\d$"))
                 await check(page, "audit", findings)
                 await page.goto("/console/users")
                 await expect(page.locator('#user-table tr[data-user="hoa"]')).to_be_visible()
@@ -432,5 +512,7 @@ async def test_every_screen_fits_a_phone_in_vietnamese(
     assert any("clusters.register" in k for k in planted["rawKeys"])
     assert any(e.endswith(": Save") for e in planted["english"])
     assert any("Nov 27" in d for d in planted["dates"])
+    assert any("27/11/26 14:05" in t for t in planted["times"])
+    assert any("27/11/2026 14:05:33" in t for t in planted["times"])
     print(json.dumps(findings, ensure_ascii=False, indent=1))
     assert problems(findings) == {}

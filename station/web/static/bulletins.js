@@ -25,7 +25,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const report = (err) => LX.say(LX.problemText(err), "error");
   const line = (labelKey, value) => LX.el("p", { class: "bl-line" },
     LX.el("span", { class: "muted" }, LX.t(labelKey) + ": "), value);
-  const when = (iso) => LX.fmt(iso, { dateStyle: "short", timeStyle: "short" });
+  const when = (iso) => LX.fmtDateTime(iso);
   const titleOf = (b) => b.title || b.upstream_id;
 
   function where(villages) {

@@ -69,7 +69,7 @@
     if (value === null || value === undefined || typeof value === "object") return "";
     if (typeof value === "string" && NAMED[name] && known(NAMED[name] + value)) return known(NAMED[name] + value);
     if (typeof value === "string" && ISO_INSTANT.test(value) && !Number.isNaN(Date.parse(value))) {
-      return LX.fmt(value, { dateStyle: "short", timeStyle: "short" });
+      return LX.fmtDateTime(value);
     }
     return String(value);
   }
@@ -154,12 +154,48 @@
   LX.clear = (node) => { while (node.firstChild) node.removeChild(node.firstChild); return node; };
 
   // ---- time, in the station's zone
+  // Lists say "27/11/2026 14:05" (vi) or "27 Nov 2026 14:05" (en): built from the zoned parts,
+  // not from a locale's short style, which gives vi-VN a two-digit year and seconds.
+  const pad = (n) => String(n).padStart(2, "0");
+  const MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
+  const instant = (iso) => {
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? null : date;
+  };
+  const dayText = (y, m, d) => (LX.lang === "vi" ? `${pad(d)}/${pad(m)}/${y}` : `${pad(d)} ${MONTHS_EN[m - 1]} ${y}`);
+  /** A day: an instant's day in the station's zone, or a calendar date (2026-11-27) as it is. */
+  LX.fmtDate = function (iso) {
+    if (!iso) return "";
+    const day = DATE_ONLY.exec(String(iso));
+    if (day) return dayText(+day[1], +day[2], +day[3]);
+    const date = instant(iso);
+    if (!date) return String(iso);
+    const z = LX.zoned(date);
+    return dayText(z.year, z.month, z.day);
+  };
+  /** A wall-clock time, 24 h; seconds only where they carry meaning (a play's actual start). */
+  LX.fmtClock = function (iso, seconds) {
+    const date = iso ? instant(iso) : null;
+    if (!date) return iso ? String(iso) : "";
+    const z = LX.zoned(date);
+    return `${pad(z.hour)}:${pad(z.minute)}` + (seconds ? `:${pad(z.second)}` : "");
+  };
+  /** Day and time, the form of every list: no seconds unless asked for. */
+  LX.fmtDateTime = function (iso, seconds) {
+    if (!iso) return "";
+    if (!instant(iso)) return String(iso);
+    return `${LX.fmtDate(iso)} ${LX.fmtClock(iso, seconds)}`;
+  };
+  /** Without options, a list's day and time (``fmtDateTime``); with them, Intl's own parts
+      (weekday and day of a week view...). */
   LX.fmt = function (iso, opts) {
     if (!iso) return "";
-    const o = Object.assign({ timeZone: LX.tz }, opts || { dateStyle: "short", timeStyle: "medium" });
-    return new Intl.DateTimeFormat(locale(), o).format(new Date(iso));
+    if (!opts) return LX.fmtDateTime(iso);
+    if (!instant(iso)) return String(iso);
+    return new Intl.DateTimeFormat(locale(), Object.assign({ timeZone: LX.tz }, opts)).format(new Date(iso));
   };
-  LX.fmtTime = (iso) => LX.fmt(iso, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  LX.fmtTime = (iso) => LX.fmtClock(iso);
   LX.fmtDuration = function (ms) {
     const s = Math.round((ms || 0) / 1000);
     return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -234,11 +270,79 @@
     return box;
   };
 
+  /** The languages a commune broadcasts in, as the API stores them (Vietnamese and Cơ Tu,
+      the example commune's ethnic-minority language); any other code the API accepts goes in
+      the "other language" field. */
+  LX.LANGUAGES = ["vi", "ctu"];
+  LX.LANGUAGE_PATTERN = "[a-z]{2,3}(-[A-Za-z0-9]{2,8})*";
+  /** A language chosen by its name, with a code field for one the list does not have. */
+  LX.languageField = function (id, value) {
+    const current = value || "vi";
+    const listed = LX.LANGUAGES.includes(current);
+    const select = LX.el("select", { id, class: "language-select", "data-on-reset": "" },
+      LX.LANGUAGES.map((code) => LX.el("option", { value: code, selected: code === current }, LX.t(`prog.lang_${code}`))),
+      LX.el("option", { value: "", selected: !listed }, LX.t("media.language_other")));
+    const other = LX.el("input", { id: `${id}-other`, maxlength: 16, pattern: LX.LANGUAGE_PATTERN,
+      title: LX.t("media.language_hint"), value: listed ? "" : current, autocapitalize: "none", spellcheck: "false" });
+    const otherBox = LX.el("div", { class: "language-other" },
+      LX.el("label", { for: other.id }, LX.t("media.language_code")), other,
+      LX.el("span", { class: "small muted" }, LX.t("media.language_hint")));
+    const follow = () => {
+      otherBox.hidden = select.value !== "";
+      other.required = select.value === "";
+    };
+    select.addEventListener("change", () => { follow(); if (!otherBox.hidden) other.focus(); });
+    select.addEventListener("lx-reset", follow);
+    follow();
+    return LX.el("div", { class: "language-field" }, LX.el("label", { for: id }, LX.t("media.language")), select, otherBox);
+  };
+  /** The code a language field holds: the listed one chosen, else the one typed. */
+  LX.languageOf = function (id) {
+    const select = document.getElementById(id);
+    const other = document.getElementById(`${id}-other`);
+    return select.value || (other ? other.value.trim() : "");
+  };
+
+  /** The chosen day (or time) said beside a native date/time input: Chromium draws those in
+      the phone's own locale (mm/dd/yyyy, 5:05 PM on an English phone; the page's lang does not
+      change it), so the user sees "27/11/2026" or "17:05" to check. The echo follows typing,
+      picking, a form's reset and a script setting ``value``. */
+  const nativeValue = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value");
+  LX.inputEcho = function (input) {
+    if (input.dataset.echo || !input.parentNode) return;
+    input.dataset.echo = "1";
+    const echo = LX.el("span", { class: "input-echo small muted", "data-echo-for": input.id || null });
+    input.after(echo);
+    const show = () => {
+      const value = nativeValue.get.call(input);
+      echo.textContent = value && input.type === "date" ? LX.fmtDate(value) : value;
+    };
+    Object.defineProperty(input, "value", {
+      configurable: true,
+      get() { return nativeValue.get.call(input); },
+      set(v) { nativeValue.set.call(input, v); show(); },
+    });
+    for (const event of ["input", "change", "lx-reset"]) input.addEventListener(event, show);
+    show();
+  };
+  const ECHOED = 'input[type="date"], input[type="time"]';
+  const echoAll = (root) => {
+    if (root.matches && root.matches(ECHOED)) LX.inputEcho(root);
+    if (root.querySelectorAll) root.querySelectorAll(ECHOED).forEach(LX.inputEcho);
+  };
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll('input[type="file"]').forEach(LX.filePicker);
+    echoAll(document.body);
+    // forms that scripts build later (a bulletin's placing, an edit form) get theirs too
+    new MutationObserver((changes) => {
+      for (const change of changes) {
+        for (const node of change.addedNodes) if (node.nodeType === Node.ELEMENT_NODE) echoAll(node);
+      }
+    }).observe(document.body, { childList: true, subtree: true });
     // a form's reset empties its file inputs without a "change": the chosen names go too
     document.addEventListener("reset", (event) => setTimeout(() => {
-      for (const input of event.target.querySelectorAll(".file-input")) input.dispatchEvent(new Event("lx-reset"));
+      for (const input of event.target.querySelectorAll(".file-input, [data-echo], [data-on-reset]")) input.dispatchEvent(new Event("lx-reset"));
     }), true);
     const logout = document.getElementById("lx-logout");
     if (logout) {

@@ -76,7 +76,7 @@ document.addEventListener("DOMContentLoaded", () => {
         LX.el("span", { class: "muted small" }, LX.fmt(a.raised_at))));
     }
     if (!d.alerts.length) alerts.append(LX.el("li", { class: "muted" }, LX.t("dash.no_alerts")));
-    $("updated").textContent = LX.fmt(d.now, { timeStyle: "medium" });
+    $("updated").textContent = LX.fmtClock(d.now, true);
     LX.say("", "info");
   }
   LX.poll(refresh, POLL_MS);

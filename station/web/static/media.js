@@ -17,7 +17,6 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   const field = (id, label, attrs) => [LX.el("label", { for: id }, label), LX.el("input", Object.assign({ id }, attrs))];
-  const LANGUAGE = "[a-z]{2,3}(-[A-Za-z0-9]{2,8})*";
 
   function closeEdit() {
     editing = null;
@@ -31,8 +30,7 @@ document.addEventListener("DOMContentLoaded", () => {
       LX.el("div", { class: "row" },
         LX.el("div", {}, ...field("edit-topics", LX.t("media.topics"),
           { maxlength: 400, placeholder: LX.t("media.topics_hint"), value: data.topics.join(", ") })),
-        LX.el("div", {}, ...field("edit-language", LX.t("media.language"),
-          { maxlength: 16, required: true, pattern: LANGUAGE, title: LX.t("media.language_hint"), value: data.language }))),
+        LX.languageField("edit-language", data.language)),
       LX.el("div", { class: "actions" },
         LX.el("button", { type: "submit", class: "primary", id: "edit-save" }, LX.t("media.save")),
         LX.el("button", { type: "button", id: "edit-cancel", onclick: closeEdit }, LX.t("media.cancel"))));
@@ -54,7 +52,7 @@ document.addEventListener("DOMContentLoaded", () => {
   async function save() {
     if (!editing) return;
     const change = { title: $("edit-title").value.trim(), topics: codes($("edit-topics").value),
-      language: $("edit-language").value.trim() };
+      language: LX.languageOf("edit-language") };
     try {
       const { data } = await LX.api("PATCH", `/media/${editing.id}`, change, { "If-Match": editing.etag });
       closeEdit();
@@ -120,6 +118,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   const form = $("upload-form");
   if (form) {
+    $("upload-language-field").replaceWith(LX.languageField("upload-language", "vi"));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const file = $("upload-file").files[0];
@@ -129,7 +128,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const data = new FormData();
       data.append("title", $("upload-title").value.trim());
       data.append("topics", codes($("upload-topics").value).join(","));
-      data.append("language", $("upload-language").value.trim() || "vi");
+      data.append("language", LX.languageOf("upload-language") || "vi");
       data.append("file", file);
       const xhr = new XMLHttpRequest();
       const bar = $("upload-progress");

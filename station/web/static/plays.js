@@ -16,7 +16,7 @@ document.addEventListener("DOMContentLoaded", () => {
         LX.el("td", { "data-label": LX.t("plays.cluster") }, r.cluster_id),
         LX.el("td", { "data-label": LX.t("plays.status") }, LX.el("span", { class: "badge play-" + r.status }, LX.t("play." + r.status)),
           r.error_code ? ` (${r.error_code})` : ""),
-        LX.el("td", { "data-label": LX.t("plays.started") }, LX.fmt(r.started_at, { timeStyle: "medium" })),
+        LX.el("td", { "data-label": LX.t("plays.started") }, LX.fmtClock(r.started_at, true)),
         LX.el("td", { "data-label": LX.t("plays.skew") }, r.skew_ms === null ? "" : `${r.skew_ms} ms`),
         LX.el("td", { "data-label": LX.t("plays.played") }, r.played_ms === null ? "" : LX.fmtDuration(r.played_ms)),
         LX.el("td", { "data-label": LX.t("plays.session"), class: "small" }, r.session_id)));

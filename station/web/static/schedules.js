@@ -390,7 +390,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const [y, m, d] = first.split("-");
       return `${d}/${m}/${y}`;
     }
-    return Number.isNaN(Date.parse(first)) ? first : LX.fmt(first, { dateStyle: "short", timeStyle: "short" });
+    return Number.isNaN(Date.parse(first)) ? first : LX.fmtDateTime(first);
   }
 
   /** One quota violation in the reader's language from its codes; the API's English

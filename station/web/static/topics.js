@@ -12,7 +12,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   const nameOf = (t) => (LX.lang === "en" && t.title_en ? t.title_en : t.title_vi);
   const otherName = (t) => (LX.lang === "en" ? t.title_vi : t.title_en);
-  const day = (iso) => (iso ? LX.fmt(`${iso}T12:00:00Z`, { dateStyle: "short" }) : "");
+  const day = (iso) => LX.fmtDate(iso);
 
   function span(t) {
     if (!t.valid_from && !t.valid_to) return LX.t("topics.always");
