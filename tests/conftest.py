@@ -65,8 +65,11 @@ def settings(tmp_path: Path, mqtt_url: str, database_url: str, station_id: str) 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """Debian's chromium driven by Playwright (no browser download); console tests only."""
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
+    # Assertions wait up to 15 s, as actions do (console_page): on a loaded CI machine a
+    # refusal or a list can take longer than Playwright's default 5 s to appear.
+    expect.set_options(timeout=15_000)
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_FLAGS)
         try:

@@ -252,10 +252,12 @@ async def test_audit_log_users_and_cluster_register(settings: Settings, browser:
             await shot(page, "21-audit-filtered")
             csv_link = page.get_by_role("link", name="Xuất CSV")
             await expect(csv_link).to_have_attribute("href", re.compile(r"action=login$"))
-            async with page.expect_download() as download_info:
-                await csv_link.click()
-            download = await download_info.value
-            csv_text = await asyncio.to_thread(Path(await download.path()).read_text, "utf-8")
+            async with asyncio.timeout(60):  # Playwright waits for a download without limit
+                async with page.expect_download() as download_info:
+                    await csv_link.click()
+                download = await download_info.value
+                saved = Path(await download.path())
+            csv_text = await asyncio.to_thread(saved.read_text, "utf-8")
             assert "login" in csv_text and "cluster.register" not in csv_text
 
             await page.get_by_role("link", name="Người dùng").click()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -378,14 +379,32 @@ async def test_the_example_week_runs_on_the_simulator(
                 before = [c for at, c in sent if at <= start and c.target == target]
                 assert before[-1].on, (bridge, start)
 
-        # 4. Every schedule (and the emergency) aired on time everywhere it was aimed at.
+        # 4. Every schedule (and the emergency) aired everywhere it was aimed at; prefetched
+        # media (and the emergency) on time. A relay or live slot starts when the station's
+        # hub delivers its first audio, so how late it starts on a loaded machine is the hub's
+        # speed (bench/live.py), not a fact of the week (CI once saw a live slot 1 s late).
         days = sorted({b.start.date() for b in week} | {datetime.now(HCM).date()})
         rows_on: list[PlayRow] = []
         for day in days:
             rows_on += await plays_on(sessions, day, "Asia/Ho_Chi_Minh")
+        streamed = {
+            f"schedule {schedule_of[(b.day, b.row.title)]}"
+            for b in week
+            if b.row.kind != ItemKind.MEDIA
+        }
+        skews: dict[str, list[int | None]] = {}
+        for r in rows_on:
+            skews.setdefault(f"schedule {r.session.schedule_id}", []).append(r.record.skew_ms)
         found = ratios(rows_on)
         assert len(found) == len(week) + 1
-        assert all(r.ratio == 1.0 for r in found), [r for r in found if r.ratio < 1.0]
+        late = [r for r in found if r.key not in streamed and r.ratio < 1.0]
+        assert not late, [(r, skews.get(r.key)) for r in late]
+        played = Counter(
+            f"schedule {r.session.schedule_id}" if r.session.schedule_id else r.session.kind
+            for r in rows_on
+            if r.record.status == PlayRecordStatus.FINISHED
+        )
+        assert all(played[r.key] == r.targeted for r in found), (found, played)
     finally:
         await station.stop()
         for radio in radios.values():
