@@ -40,6 +40,31 @@ async def mqtt_url() -> AsyncIterator[str]:
         await broker.stop()
 
 
+# Modules that read LOAXA_TEST_* themselves rather than through the fixtures below.
+READS_SERVICE_URLS = {"test_db.py", "test_faults_broker.py", "test_faults_restart.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long tests (``slow_first``) go first: xdist hands tests out in this order, so a
+    two-minute test started last would be a run's tail with the other workers idle.
+
+    ``LOAXA_TEST_SERVICES_ONLY=1`` (CI's second pass, against Mosquitto and PostgreSQL)
+    keeps only the tests those URLs can change: the ones using the ``mqtt_url`` or
+    ``database_url`` fixture, or reading the URLs themselves; the others ran the same way
+    in the first pass."""
+    items.sort(key=lambda item: item.get_closest_marker("slow_first") is None)
+    if os.environ.get("LOAXA_TEST_SERVICES_ONLY") != "1":
+        return
+    if not (TEST_MQTT_URL or TEST_DATABASE_URL):
+        raise pytest.UsageError("LOAXA_TEST_SERVICES_ONLY=1 without LOAXA_TEST_*_URL")
+    kept, deselected = [], []
+    for item in items:
+        uses = {"mqtt_url", "database_url"} & set(getattr(item, "fixturenames", ()))
+        (kept if uses or item.path.name in READS_SERVICE_URLS else deselected).append(item)
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = kept
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, or a fresh schema in the test PostgreSQL."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlmodel import select
 
@@ -161,6 +162,7 @@ def assert_each_played_once(fleet: SimulatedFleet, sessions_per_cluster: int) ->
         assert all(r.outcome == "finished" for r in recs), (cid, recs)
 
 
+@pytest.mark.slow_first  # ~40-120 s: started first, not the pass's tail
 async def test_station_sigkilled_mid_broadcast_and_restarted(
     tmp_path: Path, database_url: str, station_id: str
 ) -> None:
