@@ -182,7 +182,8 @@ async def _records(sessions: Sessions) -> list[tuple[PlaySession, PlayRecord]]:
         return list(rows.all())
 
 
-@pytest.mark.slow_first  # ~40-120 s: started first, not the pass's tail
+@pytest.mark.slow_first  # ~2.5 min: started first, not the pass's tail
+@pytest.mark.timeout(300)  # the compressed week alone lasts about two minutes
 async def test_the_example_week_runs_on_the_simulator(
     tmp_path: Path,
     mqtt_url: str,
