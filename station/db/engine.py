@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# PostgreSQL's counterparts: a write waiting on a row lock fails after the same 5 s (as one on
+# SQLite's file lock does) instead of waiting for ever, and a connection left idle inside a
+# transaction (a task that stopped between its write and its commit) is closed by the server
+# after 30 s, releasing its locks, rather than stalling every later writer of those rows.
+POSTGRES_OPTIONS = "-c lock_timeout=5000 -c idle_in_transaction_session_timeout=30000"
 
 
 def _prepare_sqlite_file(url: str) -> None:
@@ -57,7 +62,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
-    """An AsyncEngine for ``url``; on SQLite: WAL, foreign keys on, 5 s busy timeout.
+    """An AsyncEngine for ``url``; on SQLite: WAL, foreign keys on, 5 s busy timeout; on
+    PostgreSQL: 5 s lock timeout, 30 s idle-in-transaction timeout (``POSTGRES_OPTIONS``).
 
     ``kwargs`` go to ``create_async_engine`` (e.g. ``echo=True``, pool settings).
 
@@ -69,7 +75,12 @@ def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
     """
     async_url = async_driver_url(url)
     _prepare_sqlite_file(async_url)
-    engine = create_async_engine(async_url, **kwargs)
+    target = make_url(async_url)
+    if target.get_backend_name() == "postgresql":  # after the URL's own options (search_path)
+        given = target.query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        target = target.update_query_dict({"options": f"{given} {POSTGRES_OPTIONS}".strip()})
+    engine = create_async_engine(target, **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     return engine
